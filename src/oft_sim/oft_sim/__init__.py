@@ -1,0 +1,1 @@
+"""Simulated bimanual ALOHA speaking the real driver interfaces."""

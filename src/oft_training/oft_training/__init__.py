@@ -1,0 +1,1 @@
+"""Offline fine-tuning of OFT policies from rosbag2 recordings."""
