@@ -23,7 +23,7 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ros_env() -> dict:
     """Environment for child processes: same domain, loopback discovery."""
     return dict(os.environ)
