@@ -1,13 +1,13 @@
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "oft_bringup"
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[],
+    packages=find_packages(exclude=["test"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -20,5 +20,5 @@ setup(
     maintainer_email="oft-ros@users.noreply.github.com",
     description="Launch files, parameter files, recording presets and the rqt view of the OFT suite.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["check_launch = oft_bringup.launch_check:main"]},
 )

@@ -22,6 +22,7 @@ setup(
             "scripted_demos = oft_sim.cli.scripted_demos:main",
             "evaluate = oft_sim.cli.evaluate:main",
             "sim_demo = oft_sim.cli.sim_demo:main",
+            "bench_sim = oft_sim.bench:main",
         ],
     },
 )

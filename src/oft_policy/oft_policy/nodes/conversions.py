@@ -1,0 +1,164 @@
+"""Message <-> plain data conversions shared by the policy and executor nodes.
+
+Images convert without cv_bridge (it is used when installed); compressed
+images decode with OpenCV or Pillow, whichever is present.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Dict, Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+
+from oft_policy.runtime.chunks import Chunk
+
+try:  # optional: a ROS install with vision_opencv
+    from cv_bridge import CvBridge
+
+    _BRIDGE = CvBridge()
+except ImportError:  # the PyPI wheels have no cv_bridge
+    _BRIDGE = None
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be turned into an RGB array."""
+
+
+# ---- time -------------------------------------------------------------------------
+def time_to_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_time(seconds: float) -> Time:
+    nanos = int(round(seconds * 1e9))
+    return Time(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    nanos = int(round(seconds * 1e9))
+    return Duration(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+
+
+# ---- chunks -------------------------------------------------------------------------
+def chunk_from_msg(msg) -> Chunk:
+    """An oft_msgs/ActionChunk as a Chunk, unvalidated (the validator decides)."""
+    return Chunk(
+        sequence=int(msg.sequence),
+        stamp_s=time_to_seconds(msg.header.stamp),
+        start_time_s=time_to_seconds(msg.start_time),
+        period_s=time_to_seconds(msg.period),
+        joint_names=tuple(msg.joint_names),
+        chunk_size=int(msg.chunk_size),
+        action_dim=int(msg.action_dim),
+        actions=np.asarray(msg.actions, dtype=np.float64).reshape(-1),
+        model_id=msg.model_id,
+        inference_ms=float(msg.inference_ms),
+    )
+
+
+def chunk_to_msg(chunk: Chunk, msg_type):
+    """A Chunk as an `msg_type` (oft_msgs/ActionChunk) message."""
+    msg = msg_type()
+    msg.header.stamp = seconds_to_time(chunk.stamp_s)
+    msg.sequence = int(chunk.sequence)
+    msg.joint_names = list(chunk.joint_names)
+    msg.chunk_size = int(chunk.chunk_size)
+    msg.action_dim = int(chunk.action_dim)
+    msg.actions = np.asarray(chunk.actions, dtype=np.float32).reshape(-1)
+    msg.period = seconds_to_duration(chunk.period_s)
+    msg.start_time = seconds_to_time(chunk.start_time_s)
+    msg.inference_ms = float(chunk.inference_ms)
+    msg.model_id = chunk.model_id
+    return msg
+
+
+# ---- joint states ----------------------------------------------------------------------
+def joint_state_index_map(arm_joint_names: Sequence[str], columns: Sequence[str], offset: int) -> Dict[str, int]:
+    """Name -> column for one arm: both the driver's short names (`waist`) and the
+    suite-wide names (`left_waist`) map to the same column. Other names are ignored."""
+    mapping = {}
+    for k, (short, full) in enumerate(zip(arm_joint_names, columns)):
+        mapping[short] = offset + k
+        mapping[full] = offset + k
+    return mapping
+
+
+def positions_by_name(msg, index_map: Dict[str, int]):
+    """(columns, values) of the joints of `msg` that `index_map` knows, matched by name."""
+    columns, values = [], []
+    for name, position in zip(msg.name, msg.position):
+        column = index_map.get(name)
+        if column is not None:
+            columns.append(column)
+            values.append(position)
+    return columns, values
+
+
+# ---- images -----------------------------------------------------------------------------
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image -> uint8 [H, W, 3] RGB."""
+    if _BRIDGE is not None:
+        try:
+            return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception as exc:  # cv_bridge raises its own error types
+            raise ImageConversionError(f"cv_bridge cannot convert {msg.encoding!r}: {exc}") from exc
+    encoding = msg.encoding.lower()
+    channels = _CHANNELS.get(encoding)
+    if channels is None:
+        raise ImageConversionError(f"unsupported image encoding {msg.encoding!r} (8-bit rgb/bgr/rgba/bgra/mono only)")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0 or step < width * channels or len(msg.data) < step * height:
+        raise ImageConversionError(
+            f"image {width}x{height} step {step} does not fit {len(msg.data)} bytes of {msg.encoding}"
+        )
+    try:
+        buffer = np.frombuffer(msg.data, dtype=np.uint8, count=step * height)
+    except TypeError:  # a plain list of ints
+        buffer = np.asarray(msg.data[: step * height], dtype=np.uint8)
+    pixels = buffer.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if encoding.startswith("bgr"):
+        pixels = pixels[:, :, 2::-1]
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> uint8 [H, W, 3] RGB."""
+    data = bytes(msg.data)
+    try:
+        import cv2
+
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise ImageConversionError(f"cannot decode compressed image ({msg.format!r})")
+        return np.ascontiguousarray(decoded[:, :, ::-1])
+    except ImportError:
+        pass
+    try:
+        from PIL import Image as PILImage
+    except ImportError as exc:
+        raise ImageConversionError("compressed images need OpenCV or Pillow installed") from exc
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as exc:  # Pillow raises several error types for bad data
+        raise ImageConversionError(f"cannot decode compressed image ({msg.format!r}): {exc}") from exc
+
+
+def rgb_to_image(pixels: np.ndarray, msg_type, stamp_s: float, frame_id: str = ""):
+    """uint8 [H, W, 3] RGB -> sensor_msgs/Image (for publishers such as tests and benchmarks)."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    msg = msg_type()
+    msg.header.stamp = seconds_to_time(stamp_s)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = "rgb8"
+    msg.step = msg.width * 3
+    msg.data = pixels.tobytes()
+    return msg

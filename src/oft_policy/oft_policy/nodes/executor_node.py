@@ -1,0 +1,293 @@
+"""executor_node: runs action chunks on the arms at the control rate, safely.
+
+A thin ROS shell over oft_policy.runtime.ExecutorCore: it turns parameters into
+the core's parts, joint states and chunks into core inputs, and each tick's
+result into arm commands, a DriftReport, ExecutorStatus (10 Hz) and diagnostics.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import List
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from oft_msgs.msg import ActionChunk, DriftReport, ExecutorStatus
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+
+from oft_policy import names
+from oft_policy.nodes.command_backends import make_backend
+from oft_policy.nodes.conversions import (
+    chunk_from_msg,
+    joint_state_index_map,
+    positions_by_name,
+    seconds_to_time,
+)
+from oft_policy.nodes.params import ParamSpec, declare_parameters
+from oft_policy.normalization import NormalizationStats
+from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
+from oft_policy.runtime import (
+    CHUNK_POLICIES,
+    ActionDriftMonitor,
+    ActionQueue,
+    ChunkRejected,
+    ChunkValidator,
+    DriftLevel,
+    ExecutorCore,
+    ExecutorState,
+    JointLimits,
+    SafetyFilter,
+    TickMonitor,
+    drift_scale_from_stats,
+)
+
+NODE_NAME = "executor_node"
+
+EXECUTOR_PARAMETERS = (
+    ParamSpec("backend", "interbotix", "Output backend: 'interbotix' (xs driver JointGroupCommand/JointSingleCommand) or 'ros2_control'."),
+    ParamSpec("control_rate_hz", 50.0, "Control tick rate in Hz; one action is executed per tick."),
+    ParamSpec("joint_names", names.ALOHA_JOINT_NAMES, "Action dimensions in chunk column order; arm i owns the i-th block of len(arm_joint_names) names."),
+    ParamSpec("arm_joint_names", names.ARM_JOINTS, "Joint names one arm's driver uses in its joint states and commands, in the order of that arm's block of joint_names."),
+    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name; other names such as the fingers are ignored)."),
+    ParamSpec("robot_names", names.FOLLOWER_ROBOTS, "interbotix backend: robot namespace of each arm (commands go to /<robot>/<topic>)."),
+    ParamSpec("interbotix_group_topic", names.INTERBOTIX_GROUP_COMMAND_TOPIC, "interbotix backend: JointGroupCommand topic under each robot namespace."),
+    ParamSpec("interbotix_single_topic", names.INTERBOTIX_SINGLE_COMMAND_TOPIC, "interbotix backend: JointSingleCommand topic under each robot namespace (the gripper)."),
+    ParamSpec("interbotix_arm_group", names.INTERBOTIX_ARM_GROUP, "interbotix backend: name of the joint group of the arm joints (all arm_joint_names but the gripper)."),
+    ParamSpec("gripper_joint", "gripper", "interbotix backend: the arm joint sent as a JointSingleCommand instead of in the group."),
+    ParamSpec("command_topics", names.FORWARD_POSITION_COMMAND_TOPICS, "ros2_control backend: command topic of each arm (Float64MultiArray for forward_position, JointTrajectory for joint_trajectory)."),
+    ParamSpec("ros2_control_interface", "forward_position", "ros2_control backend: 'forward_position' (forward position controller) or 'joint_trajectory' (joint trajectory controller)."),
+    ParamSpec("chunk_topic", names.ACTION_CHUNK_TOPIC, "oft_msgs/ActionChunk input topic."),
+    ParamSpec("chunk_policy", "replace", "How a new chunk merges with queued actions from its start_time on: 'replace' or 'blend'."),
+    ParamSpec("blend_weight", 0.5, "blend policy: weight of the new chunk on overlapping steps (old steps get 1 - weight)."),
+    ParamSpec("max_chunk_age_s", 1.0, "Chunks whose observation stamp is older than this are rejected."),
+    ParamSpec("max_future_s", 0.2, "Chunks whose stamp or start_time lie further than this ahead of now are rejected."),
+    ParamSpec("limit_margin", 0.25, "Chunks with any action further than this outside the position limits are rejected (closer ones are clamped)."),
+    ParamSpec("position_limits_lower", None, "Lower position limit per joint_names entry; unset: ALOHA vx300s defaults.", Parameter.Type.DOUBLE_ARRAY),
+    ParamSpec("position_limits_upper", None, "Upper position limit per joint_names entry; unset: ALOHA vx300s defaults.", Parameter.Type.DOUBLE_ARRAY),
+    ParamSpec("velocity_limits", None, "Maximum speed (units/s) per joint_names entry, applied per tick; unset: vx300s default pi rad/s.", Parameter.Type.DOUBLE_ARRAY),
+    ParamSpec("stats_path", "", "Checkpoint normalization stats JSON for the drift monitor; empty: normalize by each joint's limit range."),
+    ParamSpec("drift_warn_threshold", 0.05, "Drift trend (fraction of each joint's action range) above which the monitor reports WARN."),
+    ParamSpec("drift_critical_threshold", 0.15, "Drift trend above which the monitor reports CRITICAL and the executor halts."),
+    ParamSpec("drift_window_ticks", 10, "Ticks in the rolling mean (trend) of the drift."),
+    ParamSpec("drift_delay_ticks", 3, "The measured state is compared with the command sent this many ticks earlier."),
+    ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate."),
+    ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
+    ParamSpec("stats_window_s", 60.0, "Window of the tick-period and observation-to-command statistics in diagnostics."),
+)
+
+
+def _limits_from_params(p: dict, joint_names) -> JointLimits:
+    given = [p["position_limits_lower"], p["position_limits_upper"], p["velocity_limits"]]
+    if all(v is None for v in given):
+        return JointLimits.vx300s(joint_names)
+    defaults = JointLimits.vx300s(joint_names) if None in given else None
+    lower, upper, velocity = (
+        value if value is not None else getattr(defaults, attr)
+        for value, attr in zip(given, ("lower", "upper", "max_velocity"))
+    )
+    return JointLimits.create(joint_names, lower, upper, velocity)
+
+
+class ExecutorNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = declare_parameters(self, EXECUTOR_PARAMETERS)
+        self.params = p
+        joint_names = tuple(p["joint_names"])
+        arm_names = tuple(p["arm_joint_names"])
+        topics = p["joint_state_topics"]
+        if len(joint_names) != len(topics) * len(arm_names):
+            raise ValueError(
+                f"{len(joint_names)} joint_names do not split into {len(topics)} arms of {len(arm_names)} joints"
+            )
+        if p["chunk_policy"] not in CHUNK_POLICIES:
+            raise ValueError(f"chunk_policy must be one of {CHUNK_POLICIES}, got {p['chunk_policy']!r}")
+        rate = float(p["control_rate_hz"])
+        if not rate > 0:
+            raise ValueError(f"control_rate_hz must be positive, got {rate}")
+        period = 1.0 / rate
+        n = len(arm_names)
+        self.arm_columns: List[slice] = [slice(i * n, (i + 1) * n) for i in range(len(topics))]
+        limits = _limits_from_params(p, joint_names)
+        self.core = ExecutorCore(
+            joint_names,
+            SafetyFilter(limits, period),
+            ChunkValidator(joint_names, limits, max_age_s=p["max_chunk_age_s"], max_future_s=p["max_future_s"],
+                           limit_margin=p["limit_margin"]),
+            ActionQueue(period, p["chunk_policy"], p["blend_weight"]),
+            ActionDriftMonitor(self._drift_scale(p, joint_names, limits), p["drift_warn_threshold"],
+                               p["drift_critical_threshold"], p["drift_window_ticks"], p["drift_delay_ticks"]),
+            latency_window=max(1, int(p["stats_window_s"] * rate)),
+        )
+        self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))
+        self.backend = make_backend(self, p, self.arm_columns, period)
+
+        for i, topic in enumerate(topics):
+            index_map = joint_state_index_map(arm_names, joint_names[self.arm_columns[i]], i * n)
+            self.create_subscription(JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS)
+        self.create_subscription(ActionChunk, p["chunk_topic"], self._on_chunk, CHUNK_QOS)
+        self.drift_pub = self.create_publisher(DriftReport, names.DRIFT_TOPIC, STATUS_QOS)
+        self.status_pub = self.create_publisher(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, STATUS_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
+        self.create_service(Trigger, "~/resume", self._on_resume)
+        self.create_timer(period, self._on_tick)
+        self.create_timer(1.0 / p["status_rate_hz"], self._publish_status)
+        self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
+        self.get_logger().info(
+            f"{p['backend']} backend at {rate:g} Hz to {', '.join(self.backend.topics())}; "
+            f"chunks on {p['chunk_topic']} ({p['chunk_policy']})"
+        )
+
+    def _drift_scale(self, p, joint_names, limits) -> np.ndarray:
+        if not p["stats_path"]:
+            self.get_logger().info("no stats_path: the drift monitor normalizes by each joint's limit range")
+            return limits.span
+        stats = NormalizationStats.load(p["stats_path"])
+        self.get_logger().info(f"drift monitor normalizes with the action range of {p['stats_path']}")
+        return drift_scale_from_stats(stats, joint_names, limits)
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ---- inputs ----------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState, index_map) -> None:
+        columns, values = positions_by_name(msg, index_map)
+        if columns:
+            self.core.set_measured(columns, values)
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        try:
+            self.core.submit_chunk(chunk_from_msg(msg), self.now_s())
+        except ChunkRejected as exc:
+            self.get_logger().warn(
+                f"rejected chunk {msg.sequence} ({self.core.rejected_chunks} so far): {exc}", throttle_duration_sec=1.0
+            )
+        except (ValueError, TypeError) as exc:  # malformed beyond the validator's checks
+            self.core.rejected_chunks += 1
+            self.get_logger().warn(f"rejected malformed chunk: {exc}", throttle_duration_sec=1.0)
+
+    def _on_resume(self, request, response):
+        response.success, response.message = self.core.resume()
+        if response.success:
+            self.get_logger().info(f"~/resume: {response.message}")
+        else:
+            self.get_logger().warn(f"~/resume refused: {response.message}")
+        return response
+
+    # ---- the tick ------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        self.ticks.on_tick(time.perf_counter())
+        now = self.now_s()
+        result = self.core.tick(now)
+        if result.command is not None:
+            self.backend.send(result.command)
+        if result.drift is not None:
+            self._publish_drift(result.drift, now)
+            if result.halted_now:
+                self.get_logger().error(f"HALTED: {self.core.reason}; call ~/resume to re-arm")
+            elif result.drift.level != DriftLevel.OK and result.state != ExecutorState.HALTED:
+                self.get_logger().warn(
+                    f"drift {result.drift.level.name}: trend {result.drift.trend:.3f}",
+                    throttle_duration_sec=0.1,
+                )
+
+    def _publish_drift(self, sample, now: float) -> None:
+        monitor = self.core.drift_monitor
+        msg = DriftReport(
+            level=int(sample.level),
+            mean_drift=sample.mean_drift,
+            trend=sample.trend,
+            per_dim_error=sample.per_dim_error.astype(np.float32),
+            worst_dim=sample.worst_dim,
+            worst_joint=self.core.joint_names[sample.worst_dim],
+            warn_threshold=monitor.warn_threshold,
+            critical_threshold=monitor.critical_threshold,
+            step=sample.step,
+        )
+        msg.header.stamp = seconds_to_time(now)
+        self.drift_pub.publish(msg)
+
+    # ---- reporting ------------------------------------------------------------------
+    def _publish_status(self) -> None:
+        now = self.now_s()
+        core = self.core
+        msg = ExecutorStatus(
+            state=int(core.state),
+            queue_depth=len(core.queue),
+            oldest_action_age_ms=core.oldest_action_age_ms(now),
+            ticks=self.ticks.ticks,
+            missed_ticks=self.ticks.missed_ticks,
+            rejected_chunks=core.rejected_chunks,
+            last_sequence=max(0, core.validator.last_sequence or 0),
+            reason=core.reason,
+        )
+        msg.header.stamp = seconds_to_time(now)
+        self.status_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        core = self.core
+        tick = self.ticks.summary()
+        latency = core.obs_to_command_ms.percentiles((50, 95, 99))
+        level = {
+            ExecutorState.HALTED: DiagnosticStatus.ERROR,
+            ExecutorState.IDLE: DiagnosticStatus.WARN,
+        }.get(core.state, DiagnosticStatus.OK)
+        values = {
+            "state": core.state.name,
+            "queue_depth": len(core.queue),
+            "accepted_chunks": core.accepted_chunks,
+            "rejected_chunks": core.rejected_chunks,
+            "last_rejection": core.last_rejection,
+            "dropped_actions": core.queue.dropped,
+            "ticks": self.ticks.ticks,
+            "missed_ticks": tick["missed_ticks"],
+            "tick_period_ms_p50": tick["period_ms"]["p50"],
+            "tick_period_ms_p99": tick["period_ms"]["p99"],
+            "tick_period_ms_max": tick["period_ms"]["max"],
+            "tick_period_samples": len(self.ticks.periods_ms),
+            "obs_to_command_ms_p50": latency["p50"],
+            "obs_to_command_ms_p95": latency["p95"],
+            "obs_to_command_ms_p99": latency["p99"],
+            "obs_to_command_samples": len(core.obs_to_command_ms),
+            "drift_trend": core.last_drift.trend if core.last_drift else 0.0,
+        }
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: executor",
+            message=f"{core.state.name}{': ' + core.reason if core.reason else ''}",
+            hardware_id="oft_executor",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = seconds_to_time(self.now_s())
+        self.diag_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = ExecutorNode()
+    except Exception as exc:  # bad parameters or missing backend package: say why and exit
+        print(f"{NODE_NAME}: cannot start: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

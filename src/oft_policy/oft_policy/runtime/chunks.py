@@ -1,0 +1,147 @@
+"""Action chunks as plain data, and the checks a chunk must pass before any of it runs.
+
+Times are float seconds on the executor's clock (ROS time, so simulated time
+works the same way). A chunk that fails any check is refused whole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from oft_policy.runtime.limits import JointLimits
+
+
+class ChunkRejected(ValueError):
+    """A chunk failed validation; nothing from it may be executed."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One received chunk. `actions` is the flat row-major array exactly as it arrived."""
+
+    sequence: int
+    stamp_s: float
+    start_time_s: float
+    period_s: float
+    joint_names: tuple
+    chunk_size: int
+    action_dim: int
+    actions: np.ndarray
+    model_id: str = ""
+    inference_ms: float = 0.0
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: np.ndarray,
+        joint_names: Sequence[str],
+        sequence: int,
+        stamp_s: float,
+        start_time_s: float,
+        period_s: float,
+        model_id: str = "",
+        inference_ms: float = 0.0,
+    ) -> "Chunk":
+        rows = np.asarray(rows, dtype=np.float64)
+        return cls(
+            sequence=sequence,
+            stamp_s=stamp_s,
+            start_time_s=start_time_s,
+            period_s=period_s,
+            joint_names=tuple(joint_names),
+            chunk_size=int(rows.shape[0]),
+            action_dim=int(rows.shape[1]),
+            actions=rows.reshape(-1),
+            model_id=model_id,
+            inference_ms=inference_ms,
+        )
+
+    def rows(self) -> np.ndarray:
+        """Actions as [chunk_size, action_dim]; only meaningful after validation."""
+        return self.actions.reshape(self.chunk_size, self.action_dim)
+
+    def due_times(self) -> np.ndarray:
+        return self.start_time_s + self.period_s * np.arange(self.chunk_size)
+
+
+@dataclass
+class ChunkValidator:
+    """Refuses malformed, hostile or out-of-date chunks; remembers the last accepted sequence.
+
+    - joint names must equal the executor's, in order (no unknown, missing or reordered names);
+    - dims must agree with the data length; values finite and within the position
+      limits up to `limit_margin` (the safety filter clamps what is inside that margin);
+    - the observation stamp may be at most `max_age_s` old and `max_future_s` ahead of now;
+      `start_time` may not precede the stamp nor lie more than `max_future_s` ahead of now;
+    - the sequence must increase.
+    """
+
+    joint_names: tuple
+    limits: JointLimits
+    max_age_s: float = 1.0
+    max_future_s: float = 0.2
+    limit_margin: float = 0.25
+    max_chunk_size: int = 1000
+    max_period_s: float = 1.0
+    last_sequence: Optional[int] = None
+
+    def validate(self, chunk: Chunk, now_s: float) -> None:
+        """Raise ChunkRejected with the reason, or accept (and record the sequence)."""
+        self._check_shape(chunk)
+        self._check_values(chunk)
+        self._check_times(chunk, now_s)
+        if self.last_sequence is not None and chunk.sequence <= self.last_sequence:
+            raise ChunkRejected(
+                f"sequence {chunk.sequence} does not follow the last accepted {self.last_sequence}"
+            )
+        self.last_sequence = chunk.sequence
+
+    def _check_shape(self, chunk: Chunk) -> None:
+        if tuple(chunk.joint_names) != self.joint_names:
+            unknown = sorted(set(chunk.joint_names) - set(self.joint_names))
+            if unknown:
+                raise ChunkRejected(f"unknown joint names {unknown[:4]}")
+            raise ChunkRejected(
+                f"joint names missing, repeated or reordered ({len(chunk.joint_names)} given, "
+                f"expected the executor's {len(self.joint_names)} in order)"
+            )
+        if chunk.action_dim != len(self.joint_names):
+            raise ChunkRejected(f"action_dim {chunk.action_dim} != {len(self.joint_names)} joints")
+        if not 1 <= chunk.chunk_size <= self.max_chunk_size:
+            raise ChunkRejected(f"chunk_size {chunk.chunk_size} outside [1, {self.max_chunk_size}]")
+        if chunk.actions.shape != (chunk.chunk_size * chunk.action_dim,):
+            raise ChunkRejected(
+                f"{chunk.actions.size} action values for chunk_size {chunk.chunk_size} x action_dim {chunk.action_dim}"
+            )
+
+    def _check_values(self, chunk: Chunk) -> None:
+        rows = chunk.rows()
+        if not np.all(np.isfinite(rows)):
+            raise ChunkRejected("actions contain NaN or Inf")
+        excess = self.limits.excess(rows)
+        if np.any(excess > self.limit_margin):
+            row, col = np.unravel_index(int(np.argmax(excess)), excess.shape)
+            raise ChunkRejected(
+                f"action {rows[row, col]:.4g} for {self.joint_names[col]} (row {row}) is outside "
+                f"[{self.limits.lower[col]:.4g}, {self.limits.upper[col]:.4g}] by more than {self.limit_margin}"
+            )
+
+    def _check_times(self, chunk: Chunk, now_s: float) -> None:
+        for what, value in (("stamp", chunk.stamp_s), ("start_time", chunk.start_time_s), ("period", chunk.period_s)):
+            if not math.isfinite(value):
+                raise ChunkRejected(f"{what} is not finite")
+        if not 0.0 < chunk.period_s <= self.max_period_s:
+            raise ChunkRejected(f"period {chunk.period_s} s outside (0, {self.max_period_s}]")
+        age = now_s - chunk.stamp_s
+        if age > self.max_age_s:
+            raise ChunkRejected(f"stale: observation is {age:.3f} s old (limit {self.max_age_s} s)")
+        if -age > self.max_future_s:
+            raise ChunkRejected(f"future-dated: observation stamp is {-age:.3f} s ahead of now")
+        if chunk.start_time_s < chunk.stamp_s:
+            raise ChunkRejected("start_time precedes the observation stamp")
+        if chunk.start_time_s - now_s > self.max_future_s:
+            raise ChunkRejected(f"start_time is {chunk.start_time_s - now_s:.3f} s ahead of now")

@@ -1,0 +1,161 @@
+"""ExecutorCore: everything the executor node decides, without ROS.
+
+Per control tick it (1) checks drift of the arm against earlier commands and
+halts on CRITICAL, (2) takes the action due now from the queue, (3) passes it
+through the safety filter starting from the last command, and (4) reports its
+state. The first command ever sent (and the first after a resume) equals the
+measured position, so the arm never jumps. An empty queue holds the last
+command; nothing is ever extrapolated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Optional, Sequence
+
+import numpy as np
+
+from oft_policy.runtime.action_queue import ActionQueue
+from oft_policy.runtime.chunks import Chunk, ChunkRejected, ChunkValidator
+from oft_policy.runtime.drift import ActionDriftMonitor, DriftLevel, DriftSample
+from oft_policy.runtime.latency import RollingStats
+from oft_policy.runtime.limits import SafetyFilter
+
+
+class ExecutorState(IntEnum):
+    """Same values as the constants of oft_msgs/ExecutorStatus."""
+
+    IDLE = 0
+    RUNNING = 1
+    HOLDING = 2
+    HALTED = 3
+
+
+@dataclass(frozen=True)
+class TickResult:
+    command: Optional[np.ndarray]  # None: send nothing this tick
+    state: ExecutorState
+    drift: Optional[DriftSample]
+    halted_now: bool = False
+
+
+class ExecutorCore:
+    def __init__(
+        self,
+        joint_names: Sequence[str],
+        safety: SafetyFilter,
+        validator: ChunkValidator,
+        queue: ActionQueue,
+        drift_monitor: ActionDriftMonitor,
+        latency_window: int = 1000,
+    ):
+        self.joint_names = tuple(joint_names)
+        self.safety = safety
+        self.validator = validator
+        self.queue = queue
+        self.drift_monitor = drift_monitor
+        dim = len(self.joint_names)
+        self.measured = np.full(dim, np.nan)
+        self.last_command: Optional[np.ndarray] = None
+        self.state = ExecutorState.IDLE
+        self.reason = "no chunk received yet"
+        self.accepted_chunks = 0
+        self.rejected_chunks = 0
+        self.last_rejection = ""
+        self.last_drift: Optional[DriftSample] = None
+        self._last_first_used_sequence = -1
+        self.obs_to_command_ms = RollingStats(latency_window)
+
+    # ---- inputs ----------------------------------------------------------
+    def set_measured(self, indices: Sequence[int], values: Sequence[float]) -> None:
+        """Update measured joint positions (non-finite values are ignored)."""
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        self.measured[np.asarray(indices)[finite]] = values[finite]
+
+    @property
+    def has_measurement(self) -> bool:
+        return bool(np.all(np.isfinite(self.measured)))
+
+    def submit_chunk(self, chunk: Chunk, now_s: float) -> None:
+        """Validate and queue a chunk; raises ChunkRejected (counted) and changes nothing if bad."""
+        try:
+            self.validator.validate(chunk, now_s)
+        except ChunkRejected as exc:
+            self.rejected_chunks += 1
+            self.last_rejection = str(exc)
+            raise
+        self.accepted_chunks += 1
+        if self.state != ExecutorState.HALTED:
+            self.queue.insert(chunk)
+
+    def resume(self) -> tuple:
+        """Re-arm after a halt: hold the measured position and clear the drift history."""
+        if self.state != ExecutorState.HALTED:
+            return False, f"not halted (state {self.state.name})"
+        if not self.has_measurement:
+            return False, "no joint state measured yet"
+        self.queue.clear()
+        self.drift_monitor.reset()
+        self.last_command = None  # next command starts from the measured position
+        self._set_state(ExecutorState.HOLDING, "resumed: holding the measured position")
+        return True, "re-armed; holding the measured position until a new chunk arrives"
+
+    # ---- the tick ----------------------------------------------------------
+    def tick(self, now_s: float) -> TickResult:
+        if self.state == ExecutorState.HALTED:
+            self.queue.clear()
+            return TickResult(None, self.state, self.last_drift)
+        drift = self._check_drift()
+        if drift is not None and drift.level == DriftLevel.CRITICAL:
+            self.queue.clear()
+            worst = self.joint_names[drift.worst_dim]
+            self._set_state(
+                ExecutorState.HALTED,
+                f"CRITICAL drift: trend {drift.trend:.3f} > {self.drift_monitor.critical_threshold} (worst {worst})",
+            )
+            return TickResult(None, self.state, drift, halted_now=True)
+        due = self.queue.pop_due(now_s)
+        if not self.has_measurement:
+            self._set_state(ExecutorState.IDLE, "waiting for joint states of every joint")
+            return TickResult(None, self.state, drift)
+        command = self._next_command(due)
+        if command is None:
+            self._set_state(ExecutorState.IDLE, "no chunk received yet")
+            return TickResult(None, self.state, drift)
+        if due is not None and due.sequence > self._last_first_used_sequence:
+            self._last_first_used_sequence = due.sequence
+            self.obs_to_command_ms.add((now_s - due.stamp_s) * 1e3)
+        self.last_command = command
+        self.drift_monitor.record_command(command)
+        if len(self.queue) or due is not None:
+            self._set_state(ExecutorState.RUNNING, "")
+        else:
+            self._set_state(ExecutorState.HOLDING, "queue ran dry: holding the last command")
+        return TickResult(command, self.state, drift)
+
+    def _next_command(self, due) -> Optional[np.ndarray]:
+        if self.last_command is None:
+            if due is None and self.state != ExecutorState.HOLDING:
+                return None
+            return self.safety.clamp_position(self.measured.copy())
+        target = due.action if due is not None else self.last_command
+        return self.safety.apply(target, self.last_command)
+
+    def _check_drift(self) -> Optional[DriftSample]:
+        if self.last_command is None or not self.has_measurement:
+            return None
+        sample = self.drift_monitor.update(self.measured)
+        if sample is not None:
+            self.last_drift = sample
+        return sample
+
+    def _set_state(self, state: ExecutorState, reason: str) -> None:
+        self.state = state
+        self.reason = reason
+
+    # ---- status -------------------------------------------------------------
+    def oldest_action_age_ms(self, now_s: float) -> float:
+        oldest = self.queue.oldest_stamp()
+        return 0.0 if oldest is None else max(0.0, (now_s - oldest) * 1e3)

@@ -1,0 +1,224 @@
+"""executor_node as a real process over real DDS, against a fake robot process that
+speaks the driver interfaces (Interbotix xs, ros2_control) and records every command."""
+
+import math
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_runtime_support as support  # noqa: E402
+
+from oft_policy.names import ALOHA_JOINT_NAMES  # noqa: E402
+from oft_policy.runtime import JointLimits  # noqa: E402
+
+D = len(ALOHA_JOINT_NAMES)
+PERIOD = 0.02
+MAX_STEP = math.pi * PERIOD  # vx300s default velocity limit per 50 Hz tick
+LIMITS = JointLimits.vx300s(ALOHA_JOINT_NAMES)
+EXECUTOR = "oft_policy.nodes.executor_node"
+IDLE, RUNNING, HOLDING, HALTED = 0, 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def overlay_env(ros_env):
+    return support.interbotix_overlay_env(ros_env)
+
+
+@pytest.fixture
+def harness():
+    with support.RosHarness() as h:
+        yield h
+
+
+@contextmanager
+def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0):
+    params = dict(params or {})
+    if robot_backend != "interbotix":
+        params.setdefault("backend", "ros2_control")
+        params.setdefault("ros2_control_interface", robot_backend)
+    robot = support.FakeRobot(env, tmp_path, robot_backend, initial=initial)
+    log = tmp_path / "executor.log"
+    node = support.start_node(EXECUTOR, params, env, log)
+    try:
+        yield robot, node
+    finally:
+        support.stop_process(node)
+        robot.stop()
+        print(log.read_text()[-4000:])
+
+
+def wait_ready(harness, timeout=20.0):
+    """The executor runs and has joint states of every joint."""
+    return harness.wait_status(lambda s: s.state == IDLE and "joint states" not in s.reason, timeout, "executor ready")
+
+
+def assert_within_limits(vectors):
+    vectors = np.asarray(vectors)
+    assert np.all(vectors >= LIMITS.lower - 1e-5) and np.all(vectors <= LIMITS.upper + 1e-5)
+    if len(vectors) > 1:
+        steps = np.abs(np.diff(vectors, axis=0))
+        assert steps.max() <= MAX_STEP + 1e-5, f"a command moved {steps.max():.4f} in one tick (limit {MAX_STEP:.4f})"
+
+
+def test_chunk_runs_in_order_at_rate_then_holds(overlay_env, harness, tmp_path):
+    """Interbotix backend: one command per tick, rows in order, first command = measured, then HOLDING."""
+    rows = 0.002 * np.arange(D)[None, :] + 0.01 * np.arange(1, 21)[:, None]  # distinct per joint and per row
+    with running_executor(overlay_env, tmp_path, "interbotix") as (robot, node):
+        wait_ready(harness)
+        harness.publish_chunk(rows, sequence=1, start_delay_s=0.1)
+        harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
+        support.wait_for(lambda: len(robot.full_commands()) >= 30, 5.0, what="holding commands")
+        records = robot.commands()
+        ticks = robot.full_commands()
+        assert node.poll() is None
+
+    groups = [r for r in records if r["kind"] == "group"]
+    singles = [r for r in records if r["kind"] == "single"]
+    assert {r["name"] for r in groups} == {"arm"} and {len(r["values"]) for r in groups} == {6}
+    assert {r["name"] for r in singles} == {"gripper"}
+    vectors = [v for _, v in ticks]
+    assert np.allclose(vectors[0], 0.0), "the first command must equal the measured position"
+    matched = []
+    for t, vector in ticks[1:]:
+        hits = [i for i, row in enumerate(rows) if np.allclose(vector, row, atol=1e-5)]
+        assert hits, f"command {vector[:3]}... is not a row of the chunk"
+        if not matched or matched[-1][0] != hits[0]:
+            matched.append((hits[0], t))
+    executed = [i for i, _ in matched]
+    assert executed == sorted(executed), "rows ran out of order"
+    assert executed[-1] == len(rows) - 1 and len(executed) >= 0.8 * len(rows)
+    per_row = np.diff([t for _, t in matched]) / np.diff(executed)
+    assert 0.015 < np.median(per_row) < 0.025, f"median {np.median(per_row) * 1e3:.1f} ms per row, expected 20"
+    held = [v for v in vectors if np.allclose(v, rows[-1], atol=1e-5)]
+    assert len(held) >= 5, "the last row is held once the queue runs dry"
+    assert_within_limits(vectors)
+
+
+def test_new_chunk_preempts_the_queued_tail(overlay_env, harness, tmp_path):
+    """ros2_control forward_position backend: a new chunk replaces the rest of the old one."""
+    with running_executor(overlay_env, tmp_path, "forward_position") as (robot, node):
+        wait_ready(harness)
+        harness.publish_chunk(np.full((50, D), 0.05), sequence=1, start_delay_s=0.05)
+        support.wait_for(lambda: sum(np.allclose(v, 0.05) for _, v in robot.full_commands()) >= 5, 5.0,
+                         what="the first chunk running")
+        harness.publish_chunk(np.full((10, D), -0.05), sequence=2, start_delay_s=0.05)
+        harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING after the second chunk")
+        vectors = [v for _, v in robot.full_commands()]
+
+    firsts = [v[0] for v in vectors]
+    switch = next(i for i, v in enumerate(firsts) if i > 0 and v < 0.05 - 1e-6 and firsts[i - 1] >= 0.05 - 1e-6)
+    after = firsts[switch:]
+    assert all(b <= a + 1e-9 for a, b in zip(after, after[1:])), "after preemption the old chunk never comes back"
+    assert after[-1] == pytest.approx(-0.05, abs=1e-6)
+    assert sum(np.isclose(firsts, 0.05, atol=1e-6)) < 45, "the first chunk's tail was executed despite preemption"
+    assert_within_limits(vectors)
+
+
+def test_critical_drift_halts_within_a_tick_and_resume_rearms(overlay_env, harness, tmp_path):
+    from std_srvs.srv import Trigger
+
+    params = {"drift_delay_ticks": 2, "drift_window_ticks": 3}
+    with running_executor(overlay_env, tmp_path, "forward_position", params) as (robot, node):
+        wait_ready(harness)
+        not_halted = harness.call(Trigger, "/executor_node/resume")
+        assert not not_halted.success and "not halted" in not_halted.message
+        harness.publish_chunk(np.full((150, D), 0.02), sequence=1, start_delay_s=0.05)
+        harness.wait_status(lambda s: s.state == RUNNING, 5.0, "RUNNING")
+        robot.set_offset(1.0)  # the arm no longer follows: ~1 rad off on every joint
+        halted = harness.wait_status(lambda s: s.state == HALTED, 5.0, "HALTED")
+        assert "CRITICAL" in halted.reason
+        critical = next(msg for _, msg in harness.drifts if msg.level == 2)
+        t_critical = critical.header.stamp.sec + critical.header.stamp.nanosec * 1e-9
+        count_at_halt = len(robot.full_commands())
+        time.sleep(0.4)
+        halted_ticks = robot.full_commands()
+        assert len(halted_ticks) == count_at_halt, "commands kept coming after the halt"
+        late = [t for t, _ in halted_ticks if t > t_critical + 0.05]
+        assert not late, f"{len(late)} commands arrived after the CRITICAL tick"
+        last_before_halt = halted_ticks[-1][1]
+        still = harness.last_status()
+        assert still.state == HALTED
+
+        robot.set_offset(0.0)
+        time.sleep(0.3)  # the executor sees the arm back where it was told to be
+        reply = harness.call(Trigger, "/executor_node/resume")
+        assert reply.success, reply.message
+        harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING after resume")
+        support.wait_for(lambda: len(robot.full_commands()) > count_at_halt + 3, 5.0, what="commands after resume")
+        resumed = robot.full_commands()[count_at_halt:]
+    assert np.allclose(resumed[0][1], last_before_halt, atol=1e-6), "resume starts from the measured position"
+    assert all(np.allclose(v, last_before_halt, atol=1e-6) for _, v in resumed), "holds after resume"
+
+
+def test_bad_input_storm_never_moves_an_arm_wrongly(overlay_env, harness, tmp_path):
+    """1,025 malformed or hostile chunks interleaved with 25 valid ones (Interbotix backend)."""
+    names = list(ALOHA_JOINT_NAMES)
+    good = np.full((4, D), 0.01)
+
+    def hostile(seq, now, last_valid):
+        """41 bad chunks; each would be accepted but for the one thing wrong with it."""
+        nan = good.copy(); nan[1, 3] = np.nan
+        inf = good.copy(); inf[0, 0] = np.inf
+        ninf = good.copy(); ninf[2, 13] = -np.inf
+        cases = [
+            dict(rows=nan), dict(rows=inf), dict(rows=ninf),
+            dict(rows=np.full((4, D), 1e30)), dict(rows=good + 5.0), dict(rows=-good - 4.0),
+            dict(rows=np.full((4, D), -3e38)),
+            dict(rows=good[:, :13]),
+            dict(rows=good, actions=good.reshape(-1)[:-1].astype(np.float32)),
+            dict(rows=good, chunk_size=1000),
+            dict(rows=good, action_dim=13),
+            dict(rows=good, joint_names=names[:7] + ["left_knee"] + names[8:]),
+            dict(rows=good, joint_names=names[::-1]),
+            dict(rows=good, joint_names=names[:13]),
+            dict(rows=good, joint_names=names + ["extra"]),
+            dict(rows=good, joint_names=[]),
+            dict(rows=np.zeros((0, D))),
+            dict(rows=np.zeros((0, 0)), joint_names=[]),
+            dict(rows=good, stamp_s=now - 5.0),
+            dict(rows=good, stamp_s=now - 1e6),
+            dict(rows=good, stamp_s=now + 5.0),
+            dict(rows=good, stamp_s=now + 1e6),
+            dict(rows=good, period_s=0.0),
+            dict(rows=good, period_s=5.0),
+            dict(rows=good, start_delay_s=30.0),
+            dict(rows=good, sequence_override=last_valid),
+            dict(rows=good, sequence_override=max(0, last_valid - 1)),
+            dict(rows=good, sequence_override=0),
+        ]
+        while len(cases) < 41:
+            cases.append(cases[len(cases) % 28])
+        for i, case in enumerate(cases):
+            case = dict(case)
+            rows = case.pop("rows")
+            sequence = case.pop("sequence_override", seq + i)
+            yield rows, sequence, case
+
+    values = [0.01 + 0.002 * k for k in range(25)]
+    with running_executor(overlay_env, tmp_path, "interbotix") as (robot, node):
+        wait_ready(harness)
+        seq, sent_bad = 1, 0
+        for k, value in enumerate(values):
+            for rows, sequence, overrides in hostile(seq + 1, harness.now_s(), seq):
+                harness.publish_chunk(rows, sequence=sequence, **overrides)
+                sent_bad += 1
+                time.sleep(0.002)
+            seq += 100
+            harness.publish_chunk(np.full((4, D), value), sequence=seq, start_delay_s=0.04)
+            time.sleep(0.14)
+        status = harness.wait_status(lambda s: s.rejected_chunks >= sent_bad and s.state == HOLDING, 10.0,
+                                     "every bad chunk rejected")
+        assert node.poll() is None, "the executor died"
+        vectors = [v for _, v in robot.full_commands()]
+
+    assert sent_bad >= 1000 and status.rejected_chunks == sent_bad and status.last_sequence == seq
+    assert_within_limits(vectors)
+    for value in values:
+        assert any(np.allclose(v, value, atol=1e-6) for v in vectors), f"valid chunk {value:.3f} never executed"
+    allowed = np.array([0.0] + values)
+    assert all(np.isclose(allowed, v[0], atol=1e-6).any() for v in vectors), "a command came from a bad chunk"

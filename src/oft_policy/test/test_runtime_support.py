@@ -1,0 +1,387 @@
+"""Helpers for the runtime's ROS tests (no tests here).
+
+- `interbotix_overlay_env`: builds the interface-compatible interbotix_xs_msgs
+  fixture (tests/fixtures/) once per session into a temporary directory and
+  returns an environment with it sourced.
+- `FakeRobot`: a subprocess (this file run as a script) that speaks the driver's
+  interface: publishes each arm's joint states (Interbotix names plus finger
+  names, in a scrambled order), follows the commands it receives (perfect
+  tracking plus an offset the test can set) and records every command as a JSON
+  line; optionally publishes camera images.
+- `RosHarness`: an in-process rclpy node on a spinning thread that publishes
+  chunks, collects ExecutorStatus / DriftReport / chunks and calls services.
+- `start_node` / `stop_process`: node subprocesses, killed by pid.
+
+Test modules import this file by path (pytest runs with --import-mode=importlib).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+FIXTURE_PACKAGE = REPO / "tests" / "fixtures" / "interbotix_xs_msgs"
+SHUFFLED_ARM_NAMES = ("left_finger", "gripper", "wrist_rotate", "waist", "elbow", "shoulder", "right_finger",
+                      "forearm_roll", "wrist_angle")
+
+_OVERLAY_CACHE: dict = {}
+
+
+# ---- the interbotix_xs_msgs fixture overlay -------------------------------------
+def interbotix_overlay_env(base_env: dict) -> dict:
+    """`base_env` plus the fixture interbotix_xs_msgs overlay (built once per process)."""
+    if "env" not in _OVERLAY_CACHE:
+        work = Path(tempfile.mkdtemp(prefix="oft_interbotix_fixture_"))
+        atexit.register(shutil.rmtree, work, True)
+        shutil.copytree(FIXTURE_PACKAGE, work / "src" / "interbotix_xs_msgs")
+        result = subprocess.run(
+            [sys.executable, "-m", "colcon", "build", "--event-handlers", "console_cohesion-", "status-",
+             "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"],
+            cwd=work, env=base_env, capture_output=True, text=True, timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"building the interbotix_xs_msgs fixture failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        dump = subprocess.run(
+            ["bash", "-c", f"source '{work}/install/local_setup.bash' && env -0"],
+            env=base_env, capture_output=True, timeout=60, check=True,
+        )
+        env = dict(item.split("=", 1) for item in dump.stdout.decode().split("\0") if "=" in item)
+        _OVERLAY_CACHE["env"] = env
+    env = dict(base_env)
+    for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH"):
+        if key in _OVERLAY_CACHE["env"]:
+            env[key] = _OVERLAY_CACHE["env"][key]
+    return env
+
+
+# ---- processes ----------------------------------------------------------------------
+def ros_args(params: dict) -> list:
+    args = ["--ros-args"]
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ", ".join(repr(v) if isinstance(v, str) else repr(float(v)) if isinstance(v, float) else str(v)
+                                   for v in value) + "]"
+        else:
+            text = str(value)
+        args += ["-p", f"{key}:={text}"]
+    return args
+
+
+def start_node(module: str, params: dict, env: dict, log_path: Path, name_args: list = ()) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *ros_args(params), *name_args],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+
+
+def stop_process(proc: subprocess.Popen, sig=signal.SIGINT, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class FakeRobot:
+    """The fake robot subprocess; `commands()` reads what it recorded so far."""
+
+    def __init__(self, env: dict, workdir: Path, backend: str = "interbotix", initial: float = 0.0,
+                 cameras: tuple = (), rate_hz: float = 100.0):
+        self.out = workdir / f"fake_robot_{backend}_{time.monotonic_ns()}.jsonl"
+        cmd = [sys.executable, str(Path(__file__)), "--backend", backend, "--initial", str(initial),
+               "--out", str(self.out), "--rate", str(rate_hz)]
+        if cameras:
+            cmd += ["--cameras", ",".join(cameras)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=open(workdir / "fake_robot.log", "ab"))
+
+    def set_offset(self, offset: float) -> None:
+        self.proc.stdin.write(f"offset {offset}\n".encode())
+        self.proc.stdin.flush()
+
+    def commands(self) -> list:
+        if not self.out.exists():
+            return []
+        lines = self.out.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def full_commands(self, arms: int = 2) -> list:
+        """(receive time, full command vector) per control tick. The k-th message of each
+        (arm, kind) stream belongs to tick k (every stream gets one message per tick)."""
+        streams = {}
+        for record in self.commands():
+            streams.setdefault((record["arm"], record["kind"]), []).append(record)
+        kinds = ("group", "single") if any(kind == "group" for _, kind in streams) else (
+            "array" if any(kind == "array" for _, kind in streams) else "trajectory",)
+        keys = [(arm, kind) for arm in range(arms) for kind in kinds]
+        count = min((len(streams.get(key, [])) for key in keys), default=0)
+        ticks = []
+        for k in range(count):
+            records = [streams[key][k] for key in keys]
+            vector = np.concatenate([r["values"] for r in records]).astype(np.float64)
+            ticks.append((max(r["t"] for r in records), vector))
+        return ticks
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        stop_process(self.proc)
+
+
+class RosHarness:
+    """An rclpy node in this process, spun on a thread; use as a context manager."""
+
+    def __init__(self, name: str = "runtime_test_harness"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from oft_msgs.msg import ActionChunk, DriftReport, ExecutorStatus
+        from oft_policy import names
+        from oft_policy.qos import CHUNK_QOS, STATUS_QOS
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.statuses, self.drifts, self.chunks = [], [], []
+        self.lock = threading.Lock()
+        self.chunk_pub = self.node.create_publisher(ActionChunk, names.ACTION_CHUNK_TOPIC, CHUNK_QOS)
+        self.node.create_subscription(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, self._keep(self.statuses), STATUS_QOS)
+        self.node.create_subscription(DriftReport, names.DRIFT_TOPIC, self._keep(self.drifts), STATUS_QOS)
+        self.node.create_subscription(ActionChunk, names.ACTION_CHUNK_TOPIC, self._keep(self.chunks), CHUNK_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:  # shutdown while spinning
+            pass
+
+    def _keep(self, store):
+        def callback(msg):
+            with self.lock:
+                store.append((time.time(), msg))
+        return callback
+
+    def now_s(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def publish_chunk(self, rows, sequence: int, start_delay_s: float = 0.05, period_s: float = 0.02,
+                      stamp_s: float = None, **overrides):
+        """Publish an ActionChunk of `rows` ([N, D]) stamped now (or `stamp_s`); fields overridable."""
+        from oft_msgs.msg import ActionChunk
+
+        from oft_policy.names import ALOHA_JOINT_NAMES
+        from oft_policy.nodes.conversions import seconds_to_duration, seconds_to_time
+
+        rows = np.asarray(rows, dtype=np.float32)
+        now = self.now_s()
+        stamp = now if stamp_s is None else stamp_s
+        msg = ActionChunk()
+        msg.header.stamp = seconds_to_time(stamp)
+        msg.sequence = sequence
+        msg.joint_names = list(ALOHA_JOINT_NAMES)
+        msg.chunk_size = rows.shape[0] if rows.ndim == 2 else 0
+        msg.action_dim = rows.shape[1] if rows.ndim == 2 else 0
+        msg.actions = rows.reshape(-1)
+        msg.period = seconds_to_duration(period_s)
+        msg.start_time = seconds_to_time(max(stamp, now + start_delay_s))
+        msg.model_id = "test"
+        for key, value in overrides.items():
+            setattr(msg, key, value)
+        self.chunk_pub.publish(msg)
+        return msg
+
+    def last_status(self):
+        with self.lock:
+            return self.statuses[-1][1] if self.statuses else None
+
+    def wait_status(self, predicate, timeout: float, what: str = "executor status"):
+        def check():
+            status = self.last_status()
+            return status if status is not None and predicate(status) else None
+        return wait_for(check, timeout, what=what)
+
+    def call(self, srv_type, service: str, request=None, timeout: float = 10.0):
+        client = self.node.create_client(srv_type, service)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise AssertionError(f"service {service} not available")
+            future = client.call_async(request if request is not None else srv_type.Request())
+            wait_for(future.done, timeout, what=f"reply of {service}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self):
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=2.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- the fake robot process -------------------------------------------------------
+def _fake_robot_main(argv) -> int:
+    import argparse
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from sensor_msgs.msg import Image, JointState
+
+    from oft_policy import names
+    from oft_policy.nodes.conversions import rgb_to_image, seconds_to_time
+    from oft_policy.qos import SENSOR_QOS, STATUS_QOS
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=("interbotix", "forward_position", "joint_trajectory"), required=True)
+    parser.add_argument("--initial", type=float, default=0.0)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--cameras", default="")
+    parser.add_argument("--camera-rate", type=float, default=15.0)
+    args = parser.parse_args(argv)
+
+    rclpy.init()
+    node = rclpy.create_node("fake_robot")
+    arm_dim = len(names.ARM_JOINTS)
+    positions = [np.full(arm_dim, args.initial) for _ in names.FOLLOWER_ROBOTS]
+    offset = [0.0]
+    out = open(args.out, "a")
+    lock = threading.Lock()
+
+    def record(arm, kind, name, values):
+        with lock:
+            out.write(json.dumps({"t": time.time(), "arm": arm, "kind": kind, "name": name,
+                                  "values": [float(v) for v in values]}) + "\n")
+            out.flush()
+
+    def on_group(arm, msg):
+        record(arm, "group", msg.name, msg.cmd)
+        if msg.name == names.INTERBOTIX_ARM_GROUP and len(msg.cmd) == arm_dim - 1:
+            positions[arm][: arm_dim - 1] = msg.cmd
+
+    def on_single(arm, msg):
+        record(arm, "single", msg.name, [msg.cmd])
+        if msg.name == "gripper":
+            positions[arm][arm_dim - 1] = msg.cmd
+
+    def on_array(arm, msg):
+        record(arm, "array", "", msg.data)
+        if len(msg.data) == arm_dim:
+            positions[arm][:] = msg.data
+
+    def on_trajectory(arm, msg):
+        values = msg.points[0].positions if msg.points else []
+        record(arm, "trajectory", ",".join(msg.joint_names), values)
+        if len(values) == arm_dim:
+            positions[arm][:] = values
+
+    for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
+        if args.backend == "interbotix":
+            from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+
+            node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
+                                     lambda m, a=arm: on_group(a, m), STATUS_QOS)
+            node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
+                                     lambda m, a=arm: on_single(a, m), STATUS_QOS)
+        elif args.backend == "forward_position":
+            from std_msgs.msg import Float64MultiArray
+
+            node.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                     lambda m, a=arm: on_array(a, m), STATUS_QOS)
+        else:
+            from trajectory_msgs.msg import JointTrajectory
+
+            node.create_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                     lambda m, a=arm: on_trajectory(a, m), STATUS_QOS)
+
+    state_pubs = [node.create_publisher(JointState, topic, SENSOR_QOS) for topic in names.FOLLOWER_JOINT_STATE_TOPICS]
+    order = [names.ARM_JOINTS.index(n) if n in names.ARM_JOINTS else None for n in SHUFFLED_ARM_NAMES]
+
+    def publish_states():
+        stamp = node.get_clock().now().to_msg()
+        for arm, pub in enumerate(state_pubs):
+            values = positions[arm] + offset[0]
+            msg = JointState(name=list(SHUFFLED_ARM_NAMES),
+                             position=[float(values[k]) if k is not None else 0.03 for k in order])
+            msg.header.stamp = stamp
+            pub.publish(msg)
+
+    node.create_timer(1.0 / args.rate, publish_states)
+
+    cameras = [c for c in args.cameras.split(",") if c]
+    if cameras:
+        camera_pubs = [node.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in cameras]
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+        count = [0]
+
+        def publish_images():
+            now = node.get_clock().now().nanoseconds * 1e-9
+            for pub in camera_pubs:
+                pub.publish(rgb_to_image(frames[count[0] % len(frames)], Image, now))
+            count[0] += 1
+
+        node.create_timer(1.0 / args.camera_rate, publish_images)
+
+    def read_stdin():
+        for line in sys.stdin:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "offset":
+                offset[0] = float(parts[1])
+        # stdin closed: the test is done with us
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        out.close()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_fake_robot_main(sys.argv[1:]))

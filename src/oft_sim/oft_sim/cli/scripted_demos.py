@@ -1,0 +1,59 @@
+"""`scripted_demos`: record scripted transfer-cube demonstrations in the simulator, one rosbag2 each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from oft_policy import names
+from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos
+from oft_sim.scripted_policy import EPISODE_STEPS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripted_demos",
+        description=(
+            "Run the scripted end-effector policy in the aloha_sim node through the ros2_control "
+            "command topics while recording one rosbag2 per episode (cameras, follower joint states, "
+            "/oft/commanded_action, /sim/reward, /sim/success). Only successful episodes are kept."
+        ),
+    )
+    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube"])
+    parser.add_argument("--episodes", type=int, required=True, help="episodes to attempt")
+    parser.add_argument("--out", required=True, help="output directory (must not exist)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first episode (default 0)")
+    parser.add_argument("--image-height", type=int, default=96)
+    parser.add_argument("--image-width", type=int, default=128)
+    parser.add_argument("--cameras", nargs="+", default=list(names.CAMERA_NAMES))
+    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    parser.add_argument("--steps", type=int, default=EPISODE_STEPS, help=f"control steps per episode (default {EPISODE_STEPS})")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = record_scripted_demos(
+            args.out,
+            task=args.task,
+            episodes=args.episodes,
+            first_seed=args.first_seed,
+            image_size=(args.image_height, args.image_width),
+            cameras=args.cameras,
+            storage=args.storage,
+            steps=args.steps,
+        )
+    except (ValueError, FileExistsError, TimeoutError, RuntimeError) as error:
+        print(f"scripted_demos: {error}", file=sys.stderr)
+        return 1
+    kept = sum(r.success for r in results)
+    print(
+        f"scripted_demos: {kept} of {len(results)} episodes succeeded and were kept in {args.out} "
+        f"(summary in {SUMMARY_FILENAME})"
+    )
+    return 0 if kept else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

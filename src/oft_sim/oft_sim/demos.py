@@ -1,0 +1,194 @@
+"""Scripted demonstrations recorded through ROS: the scripted joint trajectory goes to the
+`aloha_sim` node over the ros2_control command topics while the suite's recorder
+(`oft_training.recording.BagRecorder`) writes one rosbag2 per episode.
+
+Lockstep handshake per control step k: publish the commanded action on
+/oft/commanded_action, wait until the recorder has it (so it is filed under the
+sim time of the observation it was computed for), publish both arms' commands,
+wait for the simulator's episode record of step k+1. Only successful episodes
+are kept (as episode_000, episode_001, ...); the output appears only when done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from oft_policy import names
+from oft_sim import interface
+from oft_sim.processes import NodeProcess, node_command, ros_args
+from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
+from oft_sim.simulator import AlohaSim
+
+SUMMARY_FILENAME = "demos.json"
+
+
+@dataclass
+class DemoEpisode:
+    seed: int
+    success: bool
+    max_reward: int
+    steps: int
+    bag: Optional[str] = None  # kept bag directory name, None when discarded
+    message_counts: Dict[str, int] = field(default_factory=dict)
+
+
+def plan_episode(planner: AlohaSim, seed: int, steps: int) -> np.ndarray:
+    planner.reset(seed)
+    return scripted_trajectory(planner, steps)
+
+
+class _Driver:
+    """The demonstrator's rclpy side: command publishers, recorder, simulator client."""
+
+    def __init__(self, cameras: Sequence[str], storage: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import Float64MultiArray
+
+        from oft_policy.qos import STATUS_QOS
+        from oft_sim.sim_client import SimClient
+        from oft_training.recording import COMMANDED_ACTION_TOPIC, BagRecorder, default_topics
+
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node(
+            "scripted_demos",
+            context=self.context,
+            parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
+        )
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.message = Float64MultiArray
+        self.arm_pubs = [
+            self.node.create_publisher(Float64MultiArray, t, STATUS_QOS) for t in names.FORWARD_POSITION_COMMAND_TOPICS
+        ]
+        self.commanded_topic = COMMANDED_ACTION_TOPIC
+        self.commanded_pub = self.node.create_publisher(Float64MultiArray, COMMANDED_ACTION_TOPIC, STATUS_QOS)
+        topics = default_topics(
+            cameras=cameras,
+            leaders=False,
+            commanded_action=True,
+            extra={interface.REWARD_TOPIC: "std_msgs/msg/Float32", interface.SUCCESS_TOPIC: "std_msgs/msg/Bool"},
+        )
+        self.recorder = BagRecorder(self.node, topics, storage=storage)
+        self.sim = SimClient(self.node, self.spin)
+
+    def spin(self, seconds: float) -> None:
+        self.executor.spin_once(timeout_sec=seconds)
+
+    def wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+            self.spin(0.005)
+
+    def run_episode(self, seed: int, trajectory: np.ndarray, bag_dir: Path) -> Tuple[bool, int, Dict[str, int]]:
+        with self.recorder.recording(bag_dir) as summary:
+            self.sim.reset(seed)
+            for k, action in enumerate(trajectory):
+                self.commanded_pub.publish(self.message(data=action.tolist()))
+                self.wait(lambda: self.recorder.message_counts.get(self.commanded_topic, 0) > k, 5.0, "the recorder")
+                for arm, pub in enumerate(self.arm_pubs):
+                    pub.publish(self.message(data=action[7 * arm : 7 * arm + 7].tolist()))
+                self.wait(lambda: self.sim.steps > k, 20.0, f"simulator step {k + 1}")
+            end = time.monotonic() + 0.3  # let the last images and records arrive
+            while time.monotonic() < end:
+                self.spin(0.02)
+        record = self.sim.episode
+        return bool(record["success"]), int(record["max_reward"]), summary.message_counts
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.context)
+
+
+def record_scripted_demos(
+    out_dir,
+    task: str = "transfer_cube",
+    episodes: int = 10,
+    first_seed: int = 0,
+    image_size: Tuple[int, int] = (96, 128),
+    cameras: Sequence[str] = names.CAMERA_NAMES,
+    storage: str = "mcap",
+    steps: int = EPISODE_STEPS,
+    log: Callable[[str], None] = print,
+) -> List[DemoEpisode]:
+    """Run `episodes` scripted episodes (seeds first_seed..) through the aloha_sim node and
+    keep one bag per successful episode under out_dir. Returns every attempt."""
+    out_dir = Path(out_dir)
+    if task != "transfer_cube":
+        raise ValueError(f"scripted demonstrations exist for transfer_cube only, not {task!r}")
+    if episodes < 1:
+        raise ValueError("episodes must be at least 1")
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists already; not overwriting")
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    planner = AlohaSim(task, cameras=())
+    sim_params = {
+        "task": task,
+        "image_height": image_size[0],
+        "image_width": image_size[1],
+        "cameras": list(cameras),
+        "step_timeout_s": 30.0,  # the demonstrator drives every step
+    }
+    sim = NodeProcess(
+        "aloha_sim",
+        node_command("oft_sim", "aloha_sim", "oft_sim.nodes.aloha_sim") + ros_args(sim_params),
+        staging / "logs",
+    )
+    driver = None
+    results: List[DemoEpisode] = []
+    try:
+        driver = _Driver(cameras, storage)
+        driver.sim.wait_until_ready(timeout_s=60.0)
+        for seed in range(first_seed, first_seed + episodes):
+            trajectory = plan_episode(planner, seed, steps)
+            bag = staging / f"seed_{seed:06d}"
+            started = time.monotonic()
+            success, max_reward, counts = driver.run_episode(seed, trajectory, bag)
+            episode = DemoEpisode(seed, success, max_reward, len(trajectory), message_counts=counts)
+            if success:
+                episode.bag = f"episode_{sum(r.success for r in results):03d}"
+                bag.rename(staging / episode.bag)
+            else:
+                shutil.rmtree(bag)
+            results.append(episode)
+            log(
+                f"seed {seed}: {'success' if success else f'failed (max reward {max_reward})'} "
+                f"in {time.monotonic() - started:.1f} s" + (f" -> {episode.bag}" if episode.bag else " (discarded)")
+            )
+    except BaseException:
+        if not sim.alive():
+            log(f"aloha_sim exited; its log:\n{sim.log_tail()}")
+        raise
+    finally:
+        if driver is not None:
+            driver.close()
+        sim.stop()
+    summary = {
+        "task": task,
+        "attempted": len(results),
+        "successful": sum(r.success for r in results),
+        "image_size": list(image_size),
+        "cameras": list(cameras),
+        "episodes": [asdict(r) for r in results],
+    }
+    (staging / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2))
+    staging.rename(out_dir)
+    return results

@@ -1,0 +1,228 @@
+"""Scripted demonstrations: end-effector waypoints solved to joint targets by our own IK.
+
+For each seed the planner reads the object pose the simulator placed, builds a
+gripper path of timed waypoints (pose of each gripper plus its opening),
+interpolates it at the control rate and solves every pose to the arm's six
+joints with damped least squares on the scene's own kinematics (warm-started
+from the previous step, so the joint path is smooth). The result is a plain
+joint-position trajectory in ALOHA order, executed through the same command
+interface a learned policy uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import mujoco as mj
+import numpy as np
+
+from oft_sim.simulator import ACTION_DIM, AlohaSim
+
+EPISODE_STEPS = 400
+"""Steps of a scripted transfer-cube episode (8 s at 50 Hz)."""
+
+JOINT_COST_INV = 1.0 / np.array([1.0, 1.0, 1.0, 20.0, 1.0, 20.0])  # forearm_roll, wrist_rotate cost 20x
+
+GRIPPER_OPEN = 1.0
+GRIPPER_CLOSED = 0.0
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    step: int
+    position: Tuple[float, float, float]  # grasp point between the fingers, world frame (m)
+    quat: Tuple[float, float, float, float]  # gripper_link orientation, world frame (w, x, y, z)
+    gripper: float  # normalized opening
+
+
+def _quat(axis, angle) -> np.ndarray:
+    q = np.zeros(4)
+    mj.mju_axisAngle2Quat(q, np.asarray(axis, dtype=np.float64), float(angle))
+    return q
+
+
+def _mul(a, b) -> np.ndarray:
+    q = np.zeros(4)
+    mj.mju_mulQuat(q, np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    return q
+
+
+def _slerp(q0, q1, s) -> np.ndarray:
+    q0, q1 = np.asarray(q0), np.asarray(q1)
+    dot = float(np.dot(q0, q1))
+    if dot < 0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + s * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(dot)
+    return (np.sin((1 - s) * theta) * q0 + np.sin(s * theta) * q1) / np.sin(theta)
+
+
+def interpolate(waypoints: Sequence[Waypoint], step: int):
+    """Pose and gripper at `step`: linear in position and opening, slerp in orientation."""
+    if step <= waypoints[0].step:
+        w = waypoints[0]
+        return np.array(w.position), np.array(w.quat), w.gripper
+    for w0, w1 in zip(waypoints, waypoints[1:]):
+        if w0.step <= step <= w1.step:
+            s = (step - w0.step) / max(w1.step - w0.step, 1)
+            s = 0.5 - 0.5 * np.cos(np.pi * s)  # ease in/out: no velocity jumps at waypoints
+            position = (1 - s) * np.array(w0.position) + s * np.array(w1.position)
+            return position, _slerp(w0.quat, w1.quat, s), (1 - s) * w0.gripper + s * w1.gripper
+    w = waypoints[-1]
+    return np.array(w.position), np.array(w.quat), w.gripper
+
+
+class ArmIK:
+    """Damped-least-squares IK for one arm's 6 joints on the scene model (kinematics only)."""
+
+    def __init__(self, model, side: str):
+        self.model = model
+        self.data = mj.MjData(model)
+        prefix = f"vx300s_{side}"
+        self.body = mj.mj_name2id(model, mj.mjtObj.mjOBJ_BODY, f"{prefix}/gripper_link")
+        joints = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+        ids = [mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, f"{prefix}/{j}") for j in joints]
+        self.qpos_index = np.array([model.jnt_qposadr[i] for i in ids])
+        self.dof_index = np.array([model.jnt_dofadr[i] for i in ids])
+        self.limits = np.array([model.jnt_range[i] for i in ids])
+        finger_geoms = [f"{prefix}/10_left_gripper_finger", f"{prefix}/10_right_gripper_finger"]
+        self._finger_geoms = [mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, g) for g in finger_geoms]
+        self.grasp_offset = np.zeros(3)  # set by calibrate()
+
+    def calibrate(self, qpos: np.ndarray) -> None:
+        """Grasp point = midpoint of the two finger geoms, in the gripper_link frame."""
+        self._forward(qpos)
+        mid = np.mean([self.data.geom_xpos[g] for g in self._finger_geoms], axis=0)
+        rotation = self.data.xmat[self.body].reshape(3, 3)
+        self.grasp_offset = rotation.T @ (mid - self.data.xpos[self.body])
+
+    def pose(self, qpos: np.ndarray):
+        """(grasp point, gripper_link quat) at these joint values."""
+        self._forward(qpos)
+        return self._grasp_point(), self.data.xquat[self.body].copy()
+
+    def solve(self, arm_q: np.ndarray, position, quat, iterations: int = 30) -> np.ndarray:
+        q = np.array(arm_q, dtype=np.float64)
+        jacp = np.zeros((3, self.model.nv))
+        jacr = np.zeros((3, self.model.nv))
+        for _ in range(iterations):
+            self._set(q)
+            point = self._grasp_point()
+            error_pos = np.asarray(position) - point
+            error_rot = np.zeros(3)
+            mj.mju_subQuat(error_rot, np.asarray(quat, dtype=np.float64), self.data.xquat[self.body])
+            error_rot = self.data.xmat[self.body].reshape(3, 3) @ error_rot  # to world frame
+            error = np.concatenate([error_pos, 0.5 * error_rot])
+            if np.linalg.norm(error) < 1e-5:
+                break
+            mj.mj_jac(self.model, self.data, jacp, jacr, point, self.body)
+            jac = np.vstack([jacp[:, self.dof_index], 0.5 * jacr[:, self.dof_index]])
+            # Weighted damped least squares: the two roll joints cost more. Near wrist_angle = 0
+            # their axes line up, and unweighted steps pitch the gripper by rolling both toward
+            # +-pi (same pose, contorted arm, joint-limit flips) instead of bending the wrist.
+            weighted = jac * JOINT_COST_INV
+            dq = weighted.T @ np.linalg.solve(weighted @ jac.T + 1e-4 * np.eye(6), error)
+            q = np.clip(q + dq, self.limits[:, 0], self.limits[:, 1])
+        return q
+
+    def _forward(self, qpos):
+        self.data.qpos[:] = qpos
+        mj.mj_kinematics(self.model, self.data)
+
+    def _set(self, arm_q):
+        self.data.qpos[self.qpos_index] = arm_q
+        mj.mj_kinematics(self.model, self.data)
+        mj.mj_comPos(self.model, self.data)  # the Jacobian needs the com-based dof axes
+
+    def _grasp_point(self):
+        rotation = self.data.xmat[self.body].reshape(3, 3)
+        return self.data.xpos[self.body] + rotation @ self.grasp_offset
+
+
+GRASP_PITCH = np.pi / 3
+"""How far the right gripper points down from horizontal while it picks and carries the cube."""
+
+HANDOVER_STEP = 215
+"""Step at which the right gripper holds the cube still at the meeting point."""
+
+
+def transfer_cube_waypoints(
+    cube: np.ndarray, left_start, right_start, handover_cube: np.ndarray = None
+) -> Tuple[List[Waypoint], List[Waypoint]]:
+    """Right gripper picks the cube from above and lifts it to a meeting point; the left
+    gripper, fingers turned to close vertically, takes it from the -x side; right lets go.
+
+    `handover_cube` is where the cube actually is at HANDOVER_STEP (the arms sag under
+    gravity, so the planner measures it in a first pass); None aims at the nominal point."""
+    cube = np.asarray(cube, dtype=np.float64)
+    meet = np.array([0.0, 0.5, 0.25])
+    take = meet if handover_cube is None else np.asarray(handover_cube, dtype=np.float64)
+    # Right arm's base faces -x (turned 180 deg about z): pitch its gripper down about world y.
+    right_down = _mul(_quat([0, 1, 0], -GRASP_PITCH), _quat([0, 0, 1], np.pi))
+    left_level = _quat([1, 0, 0], np.pi / 2)  # fingers close along z
+    right = [
+        Waypoint(0, tuple(right_start[0]), tuple(right_start[1]), 0.1),
+        Waypoint(80, tuple(cube + [0, 0, 0.09]), tuple(right_down), GRIPPER_OPEN),
+        Waypoint(120, tuple(cube), tuple(right_down), GRIPPER_OPEN),
+        Waypoint(145, tuple(cube), tuple(right_down), GRIPPER_CLOSED),
+        Waypoint(160, tuple(cube + [0, 0, 0.02]), tuple(right_down), GRIPPER_CLOSED),
+        Waypoint(HANDOVER_STEP, tuple(meet), tuple(right_down), GRIPPER_CLOSED),
+        Waypoint(300, tuple(meet), tuple(right_down), GRIPPER_CLOSED),
+        Waypoint(320, tuple(meet), tuple(right_down), GRIPPER_OPEN),
+        Waypoint(360, tuple(meet + [0.12, 0, 0.04]), tuple(right_down), GRIPPER_OPEN),
+        Waypoint(EPISODE_STEPS, tuple(meet + [0.12, 0, 0.04]), tuple(right_down), GRIPPER_OPEN),
+    ]
+    grip = take + [-0.012, 0, 0]
+    left = [
+        Waypoint(0, tuple(left_start[0]), tuple(left_start[1]), 0.1),
+        Waypoint(190, tuple(grip + [-0.12, 0, 0]), tuple(left_level), GRIPPER_OPEN),
+        Waypoint(250, tuple(grip), tuple(left_level), GRIPPER_OPEN),
+        Waypoint(280, tuple(grip), tuple(left_level), GRIPPER_CLOSED),
+        Waypoint(320, tuple(grip), tuple(left_level), GRIPPER_CLOSED),
+        Waypoint(370, tuple(grip + [-0.1, 0, 0]), tuple(left_level), GRIPPER_CLOSED),
+        Waypoint(EPISODE_STEPS, tuple(grip + [-0.1, 0, 0]), tuple(left_level), GRIPPER_CLOSED),
+    ]
+    return left, right
+
+
+def _solve(arms, qpos, waypoints, steps: int) -> np.ndarray:
+    actions = np.empty((steps, ACTION_DIM))
+    arm_q = [qpos[arm.qpos_index].copy() for arm in arms]
+    for step in range(steps):
+        for side, (arm, path) in enumerate(zip(arms, waypoints)):
+            position, quat, gripper = interpolate(path, step + 1)
+            arm_q[side] = arm.solve(arm_q[side], position, quat)
+            actions[step, 7 * side : 7 * side + 6] = arm_q[side]
+            actions[step, 7 * side + 6] = gripper
+    return actions
+
+
+def scripted_trajectory(sim: AlohaSim, steps: int = EPISODE_STEPS) -> np.ndarray:
+    """Joint-position trajectory (steps x 14) that transfers the cube of a just-reset simulator.
+
+    Two passes: plan toward the nominal meeting point, execute it on a scratch copy of the
+    scene to see where the cube really is at the handover, then re-plan the left arm's grasp
+    there. Physics is deterministic, so the executed result is the same wherever it runs.
+    """
+    if sim.task != "transfer_cube":
+        raise ValueError(f"the scripted policy solves transfer_cube, not {sim.task!r}")
+    if sim.seed is None:
+        raise ValueError("reset the simulator before planning")
+    model = sim.physics.model.ptr
+    qpos = np.array(sim.physics.data.qpos)
+    arms = (ArmIK(model, "left"), ArmIK(model, "right"))
+    for arm in arms:
+        arm.calibrate(qpos)
+    starts = [arm.pose(qpos) for arm in arms]
+    cube = np.array(sim.physics.named.data.qpos["red_box_joint"][:3])
+    cube[2] = sim.physics.named.model.geom_size["red_box"][2]  # resting on the table (z = 0)
+    nominal = _solve(arms, qpos, transfer_cube_waypoints(cube, *starts), steps)
+    scratch = AlohaSim(sim.task, cameras=())
+    scratch.reset(sim.seed)
+    for action in nominal[:HANDOVER_STEP]:
+        scratch.step(action)
+    handover_cube = np.array(scratch.physics.named.data.qpos["red_box_joint"][:3])
+    return _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, handover_cube), steps)

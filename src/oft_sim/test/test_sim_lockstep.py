@@ -1,0 +1,72 @@
+"""Command bookkeeping and the lockstep stepping rule of the simulator node (no ROS)."""
+
+import numpy as np
+import pytest
+
+from oft_sim.lockstep import CommandBuffer, StepGate
+
+
+def test_step_needs_a_command_from_every_arm():
+    buffer = CommandBuffer(np.zeros(14))
+    buffer.set_arm(0, np.arange(7))
+    assert buffer.any_fresh() and not buffer.all_fresh()
+    buffer.set_arm(1, np.arange(7) + 10)
+    assert buffer.all_fresh()
+    target = buffer.consume()
+    assert np.array_equal(target, np.r_[np.arange(7), np.arange(7) + 10])
+    assert not buffer.any_fresh()
+
+
+def test_interbotix_style_partial_commands():
+    buffer = CommandBuffer(np.zeros(14))
+    buffer.set_gripper(1, 0.7)
+    assert not buffer.any_fresh()  # a gripper alone does not complete an arm's tick
+    buffer.set_arm_joints(1, np.ones(6))
+    assert buffer.target[7:13].tolist() == [1.0] * 6 and buffer.target[13] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("bad", [[1.0] * 6, [float("nan")] * 7, [], [float("inf")] + [0.0] * 6])
+def test_malformed_command_changes_nothing(bad):
+    buffer = CommandBuffer(np.zeros(14))
+    with pytest.raises(ValueError):
+        buffer.set_arm(0, bad)
+    assert np.array_equal(buffer.target, np.zeros(14)) and not buffer.any_fresh()
+    with pytest.raises(ValueError):
+        buffer.set_arm(2, [0.0] * 7)
+
+
+def test_gate_lockstep_steps_on_commands_or_timeout():
+    gate = StepGate(0.02, step_timeout_s=0.05, realtime=False)
+    gate.restart(0.0)
+    assert gate.should_step(0.001, commands_complete=True)
+    gate.stepped(0.001)
+    assert not gate.should_step(0.03, commands_complete=False)
+    assert gate.should_step(0.052, commands_complete=False)
+    assert gate.timeouts == 1
+
+
+def test_gate_realtime_keeps_the_wall_grid():
+    gate = StepGate(0.02, step_timeout_s=0.05, realtime=True)
+    gate.restart(0.0)
+    assert not gate.should_step(0.019, commands_complete=True)  # commands do not hurry realtime
+    assert gate.should_step(0.0205, commands_complete=False)
+    gate.stepped(0.0205)
+    assert gate.should_step(0.0401, commands_complete=False)  # next due at 0.040, not 0.0405
+
+
+def test_chunk_coverage_holds_sim_time_at_the_end_of_the_newest_chunk():
+    from oft_sim.lockstep import ChunkCoverage
+
+    coverage = ChunkCoverage(timeout_s=1.0)
+    assert coverage.allows(10**9, now_wall=0.0)  # no chunk yet: free running
+    coverage.add_chunk(start_ns=1_000_000_000, rows=5, period_ns=20_000_000)  # covers until 1.10 s
+    assert coverage.allows(1_100_000_000, now_wall=0.0)
+    assert not coverage.allows(1_120_000_000, now_wall=0.1)  # policy still computing: wait
+    assert not coverage.allows(1_120_000_000, now_wall=0.9)
+    coverage.add_chunk(start_ns=1_100_000_000, rows=5, period_ns=20_000_000)
+    assert coverage.allows(1_120_000_000, now_wall=0.95)
+    assert not coverage.allows(1_220_000_000, now_wall=1.0)
+    assert coverage.allows(1_220_000_000, now_wall=2.1)  # timeout: step anyway, counted
+    assert coverage.stalls == 1
+    coverage.reset()
+    assert coverage.allows(5 * 10**9, now_wall=2.2)

@@ -1,0 +1,223 @@
+"""Read rosbag2 recordings (sqlite3 or mcap) with the pure-Python `rosbags` library.
+
+Joint states are mapped BY NAME into the suite's 14-D ALOHA order
+(names.ALOHA_JOINT_NAMES); extra joints an arm publishes (Interbotix's
+left_finger/right_finger) are ignored. Messages that cannot be decoded are
+counted per topic and reason in a :class:`DecodeIssues`; with
+``on_corrupt="fail"`` the first one raises :class:`BagError` instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence
+
+import numpy as np
+from oft_policy import names
+from rosbags.rosbag2 import Reader
+
+from oft_training import msgtypes
+
+CORRUPT_POLICIES = ("fail", "skip")
+IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+class BagError(ValueError):
+    """A recording is missing, unreadable, lacks a topic, or holds a message that cannot be decoded."""
+
+
+@dataclass
+class DecodeIssues:
+    """Undecodable messages by (topic, reason): reported, never silently dropped."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, topic: str, reason: str) -> None:
+        self.counts[(topic, reason)] += 1
+
+    def merge(self, other: "DecodeIssues") -> None:
+        self.counts.update(other.counts)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def lines(self) -> list:
+        return [f"{count} undecodable on {topic}: {reason}" for (topic, reason), count in sorted(self.counts.items())]
+
+
+@dataclass
+class Series:
+    """Receive times (ns, sorted) and one value row per message."""
+
+    times: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+
+def open_bag(path) -> Reader:
+    """An opened rosbags Reader, or BagError with the reason."""
+    path = Path(path)
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 directory (no metadata.yaml)")
+    reader = Reader(path)
+    try:
+        reader.open()
+    except Exception as exc:  # rosbags raises several types for unreadable bags
+        raise BagError(f"cannot open bag {path}: {exc}") from exc
+    return reader
+
+
+def bag_topics(reader: Reader) -> Dict[str, str]:
+    return {conn.topic: conn.msgtype for conn in reader.connections}
+
+
+def require_topics(reader: Reader, topics: Iterable[str], what: str = "topic") -> None:
+    present = bag_topics(reader)
+    for topic in topics:
+        if topic not in present:
+            raise BagError(
+                f"bag {reader.path} has no {what} {topic}; topics in the bag: {', '.join(sorted(present)) or 'none'}"
+            )
+
+
+def arm_positions(msg, joint_names: Sequence[str] = names.ARM_JOINTS) -> np.ndarray:
+    """Positions of ``joint_names`` from a JointState, looked up by name (extras ignored)."""
+    index = {name: i for i, name in enumerate(msg.name)}
+    positions = np.asarray(msg.position, dtype=np.float64)
+    missing = [name for name in joint_names if name not in index or index[name] >= positions.shape[0]]
+    if missing:
+        raise ValueError(f"joint state lacks {', '.join(missing)}")
+    return positions[[index[name] for name in joint_names]]
+
+
+def float_array(msg, dim: int = len(names.ALOHA_JOINT_NAMES)) -> np.ndarray:
+    values = np.asarray(msg.data, dtype=np.float64)
+    if values.shape != (dim,):
+        raise ValueError(f"expected {dim} values, got {values.shape[0]}")
+    return values
+
+
+def image_array(msg) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 uint8 RGB (rgb8, bgr8, rgba8, bgra8, mono8)."""
+    channels = IMAGE_CHANNELS.get(msg.encoding)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if height <= 0 or width <= 0 or step < width * channels or data.shape[0] < height * step:
+        raise ValueError(f"image {width}x{height} step {step} does not fit its {data.shape[0]} bytes")
+    rows = data[: height * step].reshape(height, step)[:, : width * channels]
+    pixels = rows.reshape(height, width, channels)
+    if msg.encoding.startswith("bgr"):
+        pixels = pixels[..., [2, 1, 0]]
+    elif channels == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+class BagDecoder:
+    """Decodes one bag's messages with a type store that knows the bag's own definitions."""
+
+    def __init__(self, reader: Reader, on_corrupt: str = "fail"):
+        if on_corrupt not in CORRUPT_POLICIES:
+            raise ValueError(f"on_corrupt must be one of {CORRUPT_POLICIES}")
+        self.reader = reader
+        self.on_corrupt = on_corrupt
+        self.issues = DecodeIssues()
+        self.typestore = msgtypes.new_typestore()
+        msgtypes.register_from_bag(self.typestore, reader.connections)
+
+    def messages(self, topics: Iterable[str], convert):
+        """Yield (topic, time_ns, convert(msg)) for the topics; undecodable ones are counted or raise."""
+        wanted = set(topics)
+        connections = [c for c in self.reader.connections if c.topic in wanted]
+        for conn, stamp, raw in self.reader.messages(connections=connections):
+            try:
+                value = convert(conn.topic, self.typestore.deserialize_cdr(raw, conn.msgtype))
+            except Exception as exc:  # any decode failure is data corruption, reported below
+                reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+                if self.on_corrupt == "fail":
+                    raise BagError(
+                        f"bag {self.reader.path}: undecodable message on {conn.topic} at t={stamp} ns ({reason}); "
+                        "pass --skip-corrupt to skip such messages (they are counted)"
+                    ) from exc
+                self.issues.add(conn.topic, reason)
+                continue
+            yield conn.topic, stamp, value
+
+    def series(self, topics: Sequence[str], convert) -> Dict[str, Series]:
+        """One Series per topic (times sorted)."""
+        rows: Dict[str, list] = {topic: [] for topic in topics}
+        for topic, stamp, value in self.messages(topics, convert):
+            rows[topic].append((stamp, value))
+        out = {}
+        for topic, items in rows.items():
+            items.sort(key=lambda item: item[0])
+            times = np.array([s for s, _ in items], dtype=np.int64)
+            values = np.stack([v for _, v in items]) if items else np.zeros((0, 0))
+            out[topic] = Series(times, values)
+        return out
+
+
+def read_joint_series(decoder: BagDecoder, topics: Sequence[str]) -> Dict[str, Series]:
+    """Per arm topic: times and [N, 7] positions in names.ARM_JOINTS order."""
+    return decoder.series(topics, lambda _topic, msg: arm_positions(msg))
+
+
+def read_float_series(decoder: BagDecoder, topic: str, dim: int = len(names.ALOHA_JOINT_NAMES)) -> Series:
+    return decoder.series([topic], lambda _topic, msg: float_array(msg, dim))[topic]
+
+
+def latest_at_or_before(times: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of the newest message at or before each query time (-1 where none)."""
+    return np.searchsorted(times, queries, side="right") - 1
+
+
+def combine_arms(series: Sequence[Series], queries: np.ndarray) -> np.ndarray:
+    """Concatenate arms (left then right) sampled at ``queries``: [Q, 14]."""
+    parts = []
+    for arm in series:
+        idx = latest_at_or_before(arm.times, queries)
+        if np.any(idx < 0):
+            raise ValueError("query before the first message of an arm")
+        parts.append(arm.values[idx])
+    return np.concatenate(parts, axis=1)
+
+
+def joint_samples(decoder: BagDecoder, left_topic: str, right_topic: str, times_from: Optional[str] = None) -> np.ndarray:
+    """[N, 14] joint samples: both arms at each message time of the later-starting arm stream.
+
+    Sampled at the receive times of ``times_from`` (default: the left arm), from the
+    first time both arms have a message: each sample is real telemetry, no interpolation.
+    """
+    arms = read_joint_series(decoder, [left_topic, right_topic])
+    left, right = arms[left_topic], arms[right_topic]
+    if len(left) == 0 or len(right) == 0:
+        empty = left_topic if len(left) == 0 else right_topic
+        raise BagError(f"bag {decoder.reader.path} has no decodable joint states on {empty}")
+    queries = arms[times_from or left_topic].times
+    queries = queries[queries >= max(left.times[0], right.times[0])]
+    return combine_arms([left, right], queries)
+
+
+def find_bags(paths: Iterable) -> list:
+    """Bag directories named directly, or the bags one level inside a named directory (sorted)."""
+    bags = []
+    for path in map(Path, paths):
+        if (path / "metadata.yaml").is_file():
+            bags.append(path)
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file())
+            if not found:
+                raise BagError(f"{path} is neither a rosbag2 directory nor a directory of them")
+            bags.extend(found)
+        else:
+            raise BagError(f"bag {path} does not exist")
+    if not bags:
+        raise BagError("no bags given")
+    return bags

@@ -1,0 +1,86 @@
+"""``record``: write the ALOHA topics (or any topics by type name) into one rosbag2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from oft_policy import names
+
+from oft_training import msgtypes
+from oft_training.cli.common import UsageError, run_main
+from oft_training.recording import STORAGES, BagRecorder, RecorderError, default_topics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="record",
+        description="Record cameras, follower and leader joint states (and extra topics) into a rosbag2.",
+    )
+    parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="storage plugin (default mcap)")
+    parser.add_argument("--cameras", nargs="*", default=list(names.CAMERA_NAMES), help="camera names to record")
+    parser.add_argument("--no-leaders", action="store_true", help="do not record the leader arms")
+    parser.add_argument("--commanded-action", action="store_true", help="also record the commanded-action topic")
+    parser.add_argument(
+        "--topic", action="append", default=[], metavar="TOPIC:TYPE",
+        help="extra topic and its type, e.g. /oft/success:std_msgs/Bool (repeatable)",
+    )
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds to record (0: until Ctrl-C)")
+    parser.add_argument("--use-sim-time", action="store_true", help="stamp messages with /clock time")
+    return parser
+
+
+def parse_extra_topics(specs) -> dict:
+    extra = {}
+    for spec in specs:
+        topic, sep, type_name = spec.rpartition(":")
+        if not sep or not topic.startswith("/"):
+            raise UsageError(f"--topic {spec!r} must look like /topic:pkg/Type")
+        extra[topic] = msgtypes.canonical_type(type_name)
+    return extra
+
+
+def main_impl(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic))
+    import rclpy
+    from rclpy.parameter import Parameter
+    from tqdm import tqdm
+
+    rclpy.init()
+    node = rclpy.create_node("oft_bag_recorder")
+    try:
+        if args.use_sim_time:
+            node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        recorder = BagRecorder(node, topics, storage=args.storage)
+        recorder.start(args.out)
+        deadline = time.monotonic() + args.duration if args.duration > 0 else None
+        with tqdm(desc=f"recording {args.out}", unit="msg", mininterval=1.0) as bar:
+            seen = 0
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    rclpy.spin_once(node, timeout_sec=0.1)
+                    total = sum(recorder.message_counts.values())
+                    bar.update(total - seen)
+                    seen = total
+            except KeyboardInterrupt:
+                pass
+        summary = recorder.stop()
+        recorder.close()
+        for topic, count in summary.message_counts.items():
+            print(f"{topic}: {count} messages")
+        print(f"wrote {summary.path} ({summary.total} messages)")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(main_impl, argv, (UsageError, RecorderError, msgtypes.MessageTypeError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Recordings (rosbag2 or ALOHA/ACT hdf5) -> LeRobotDataset v3.0, one episode per bag or file.
+
+Alignment rule (rosbag2): every stream (each camera, each follower arm, and the
+action source: each leader arm or the commanded-action topic) is a series of
+messages stamped with their receive time. Frames are placed at
+``t_k = t_start + k / fps`` where ``t_start`` is the first time at which EVERY
+stream has a message (earlier frames are skipped) and the last frame is at or
+before the earliest last message of any stream. Each frame takes, from each
+stream, the newest message at or before ``t_k`` (never a future message, no
+interpolation). An episode is skipped, and reported with its reason, when a
+stream has a gap between consecutive messages longer than ``max_gap_s`` inside
+that window, or when it has fewer than ``min_frames`` frames (one action chunk).
+Undecodable messages fail the export, or with ``on_corrupt="skip"`` are left
+out and reported by count. The dataset is built in a temporary directory next
+to the output and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from oft_policy import names
+from tqdm import tqdm
+
+from oft_training.bagread import (
+    BagDecoder, BagError, DecodeIssues, Series, arm_positions, combine_arms, float_array, image_array,
+    latest_at_or_before, open_bag,
+)
+from oft_training.fitting import resolve_action_source
+from oft_training.lerobot_format import DEFAULT_CODEC, DatasetFormatError, LeRobotWriter
+from oft_training.recording import COMMANDED_ACTION_TOPIC
+
+NS = 1_000_000_000
+
+
+class ExportError(ValueError):
+    """The export cannot produce a dataset (nothing was written)."""
+
+
+@dataclass
+class ExportOptions:
+    instruction: str
+    cameras: Sequence[str] = names.CAMERA_NAMES
+    fps: int = 50
+    action_source: str = "auto"
+    commanded_topic: str = COMMANDED_ACTION_TOPIC
+    max_gap_s: float = 0.5
+    min_frames: int = 25
+    on_corrupt: str = "fail"
+    codec: str = DEFAULT_CODEC
+    robot_type: str = "aloha"
+
+
+@dataclass
+class ExportReport:
+    out: Optional[Path] = None
+    episodes: int = 0
+    frames: int = 0
+    skipped: List[tuple] = field(default_factory=list)  # (source, reason)
+    issues: DecodeIssues = field(default_factory=DecodeIssues)
+
+    def skip_counts(self) -> Counter:
+        return Counter(reason.split(":")[0] for _, reason in self.skipped)
+
+    def lines(self) -> list:
+        out = [f"wrote {self.episodes} episodes, {self.frames} frames -> {self.out}"]
+        out += [f"skipped {src}: {reason}" for src, reason in self.skipped]
+        out += [f"skipped episodes by reason: {dict(self.skip_counts())}"] if self.skipped else []
+        out += self.issues.lines()
+        out.append(f"undecodable messages skipped: {self.issues.total}")
+        return out
+
+
+class SkipEpisode(Exception):
+    """This recording cannot become an episode (reason reported, export continues)."""
+
+
+def frame_times(streams: Sequence[np.ndarray], fps: int) -> np.ndarray:
+    """Frame times (ns) under the alignment rule: from the first time all streams have data to the earliest end."""
+    start = max(int(t[0]) for t in streams)
+    end = min(int(t[-1]) for t in streams)
+    if end < start:
+        return np.zeros(0, dtype=np.int64)
+    count = (end - start) * fps // NS + 1
+    return start + (np.arange(count, dtype=np.int64) * NS) // fps
+
+
+def largest_gap(times: np.ndarray, start: int, end: int) -> float:
+    """Longest interval (s) between consecutive messages, counting the stretch up to ``end``."""
+    inside = times[(times >= start) & (times <= end)]
+    previous = times[times <= start][-1:]
+    points = np.concatenate([previous, inside, [end]])
+    return float(np.max(np.diff(points)) / NS) if points.shape[0] > 1 else 0.0
+
+
+class BagEpisode:
+    """One bag read in two passes: numbers and image times first, then the chosen frames streamed."""
+
+    def __init__(self, bag: Path, options: ExportOptions):
+        self.bag, self.options = Path(bag), options
+        self.camera_topics = {cam: names.camera_topic(cam) for cam in options.cameras}
+
+    def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> int:
+        reader = open_bag(self.bag)
+        try:
+            return self._write(reader, writer, issues)
+        finally:
+            reader.close()
+
+    def _write(self, reader, writer: LeRobotWriter, issues: DecodeIssues) -> int:
+        opts = self.options
+        topics = {c.topic for c in reader.connections}
+        for cam, topic in self.camera_topics.items():
+            if topic not in topics:
+                raise BagError(f"bag {self.bag} has no topic {topic} for camera {cam}; topics in the bag: {', '.join(sorted(topics))}")
+        source = resolve_action_source(topics, opts.action_source, opts.commanded_topic)
+        arm_topics = list(names.FOLLOWER_JOINT_STATE_TOPICS)
+        action_topics = [opts.commanded_topic] if source == "commanded" else list(names.LEADER_JOINT_STATE_TOPICS)
+        for topic in arm_topics + action_topics:
+            if topic not in topics:
+                raise BagError(f"bag {self.bag} has no topic {topic}; topics in the bag: {', '.join(sorted(topics))}")
+
+        decoder = BagDecoder(reader, opts.on_corrupt)
+        numeric = decoder.series(arm_topics + action_topics, self._numeric)
+        image_times = self._image_times(decoder)
+        issues.merge(decoder.issues)
+
+        streams = {**numeric, **{self.camera_topics[c]: Series(t, np.zeros((len(t), 0))) for c, t in image_times.items()}}
+        empty = [topic for topic, s in streams.items() if len(s) == 0]
+        if empty:
+            raise SkipEpisode(f"no messages: {', '.join(empty)}")
+        times = frame_times([s.times for s in streams.values()], opts.fps)
+        if times.shape[0] < opts.min_frames:
+            raise SkipEpisode(f"too short: {times.shape[0]} frames < {opts.min_frames}")
+        for topic, s in streams.items():
+            gap = largest_gap(s.times, int(times[0]), int(times[-1]))
+            if gap > opts.max_gap_s:
+                raise SkipEpisode(f"gap: {gap:.3f} s without messages on {topic} (max {opts.max_gap_s} s)")
+
+        state = combine_arms([numeric[t] for t in arm_topics], times)
+        if source == "commanded":
+            action = numeric[opts.commanded_topic].values[latest_at_or_before(numeric[opts.commanded_topic].times, times)]
+        else:
+            action = combine_arms([numeric[t] for t in action_topics], times)
+        writer.begin_episode()
+        self._stream_frames(reader, writer, image_times, times)
+        writer.end_episode(state, action, opts.instruction)
+        return int(times.shape[0])
+
+    @staticmethod
+    def _numeric(topic: str, msg) -> np.ndarray:
+        if hasattr(msg, "position"):
+            return arm_positions(msg)
+        return float_array(msg)
+
+    def _image_times(self, decoder: BagDecoder) -> Dict[str, np.ndarray]:
+        camera_of = {topic: cam for cam, topic in self.camera_topics.items()}
+        stamps = {cam: [] for cam in self.camera_topics}
+        for topic, stamp, _ in decoder.messages(camera_of, lambda _t, msg: image_array(msg).shape):
+            stamps[camera_of[topic]].append(stamp)
+        out = {}
+        for cam, values in stamps.items():
+            times = np.asarray(values, dtype=np.int64)
+            if np.any(np.diff(times) < 0):
+                raise BagError(f"bag {self.bag}: images of {cam} are not stored in time order")
+            out[cam] = times
+        return out
+
+    def _stream_frames(self, reader, writer: LeRobotWriter, image_times: Dict[str, np.ndarray], times: np.ndarray) -> None:
+        """Second pass: decode only the chosen image messages, each pushed once per frame that uses it."""
+        chosen = {cam: latest_at_or_before(t, times) for cam, t in image_times.items()}
+        cursor = {cam: 0 for cam in chosen}  # next frame to fill
+        ordinal = {cam: -1 for cam in chosen}  # index of the current message among the good ones
+        camera_of = {topic: cam for cam, topic in self.camera_topics.items()}
+        second_pass = BagDecoder(reader, "skip")  # the first pass already reported or failed on bad messages
+        last = times.shape[0]
+        for topic, _, msg in second_pass.messages(camera_of, lambda _t, m: m):
+            cam = camera_of[topic]
+            ordinal[cam] += 1
+            picks = chosen[cam]
+            if cursor[cam] >= last or picks[cursor[cam]] != ordinal[cam]:
+                continue
+            image = image_array(msg)
+            while cursor[cam] < last and picks[cursor[cam]] == ordinal[cam]:
+                writer.add_frame(cam, image)
+                cursor[cam] += 1
+
+
+class Hdf5Episode:
+    """An ALOHA/ACT episode file: /observations/qpos, /observations/images/<cam>, /action at the file's rate."""
+
+    def __init__(self, path: Path, options: ExportOptions):
+        self.path, self.options = Path(path), options
+
+    def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> int:
+        import h5py
+
+        try:
+            handle = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise BagError(f"cannot open hdf5 episode {self.path}: {exc}") from exc
+        with handle:
+            for key in ("/observations/qpos", "/action"):
+                if key not in handle:
+                    raise BagError(f"hdf5 episode {self.path} has no dataset {key}")
+            state, action = np.asarray(handle["/observations/qpos"]), np.asarray(handle["/action"])
+            dim = len(names.ALOHA_JOINT_NAMES)
+            if state.shape[1:] != (dim,) or action.shape != state.shape:
+                raise BagError(f"hdf5 episode {self.path}: qpos {state.shape} / action {action.shape} are not [T, {dim}]")
+            images = {}
+            for cam in self.options.cameras:
+                key = f"/observations/images/{cam}"
+                if key not in handle:
+                    raise BagError(f"hdf5 episode {self.path} has no dataset {key} for camera {cam}")
+                images[cam] = handle[key]
+                if images[cam].ndim != 4 or images[cam].shape[0] != state.shape[0] or images[cam].shape[-1] != 3:
+                    raise BagError(
+                        f"hdf5 episode {self.path}: {key} has shape {images[cam].shape}; expected [T, H, W, 3] "
+                        "uint8 (JPEG-compressed episodes are not supported)"
+                    )
+            if state.shape[0] < self.options.min_frames:
+                raise SkipEpisode(f"too short: {state.shape[0]} frames < {self.options.min_frames}")
+            writer.begin_episode()
+            for cam, frames in images.items():
+                for k in range(state.shape[0]):
+                    writer.add_frame(cam, np.asarray(frames[k], dtype=np.uint8))
+            writer.end_episode(state, action, self.options.instruction)
+            return int(state.shape[0])
+
+
+def episode_sources(paths: Sequence, options: ExportOptions) -> list:
+    """hdf5 files (or directories of them) and rosbag2 directories (or directories of them)."""
+    from oft_training.bagread import find_bags
+
+    sources, bag_paths = [], []
+    for path in map(Path, paths):
+        if path.is_file() and path.suffix in (".hdf5", ".h5"):
+            sources.append(Hdf5Episode(path, options))
+        elif path.is_dir() and not (path / "metadata.yaml").exists() and sorted(path.glob("*.hdf5")):
+            sources.extend(Hdf5Episode(p, options) for p in sorted(path.glob("*.hdf5")))
+        else:
+            bag_paths.append(path)
+    if bag_paths:
+        sources.extend(BagEpisode(bag, options) for bag in find_bags(bag_paths))
+    if not sources:
+        raise ExportError("no recordings given")
+    return sources
+
+
+def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) -> ExportReport:
+    """Export recordings to a LeRobotDataset v3.0 at ``out`` (must not exist); all or nothing."""
+    out = Path(out)
+    if out.exists():
+        raise ExportError(f"output {out} exists already; not overwriting")
+    if options.fps <= 0:
+        raise ExportError(f"fps must be positive, got {options.fps}")
+    sources = episode_sources(paths, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    writer = LeRobotWriter(tmp, options.fps, options.cameras, names.ALOHA_JOINT_NAMES, options.codec, options.robot_type)
+    report = ExportReport()
+    try:
+        for source in tqdm(sources, desc="exporting", unit="episode", disable=not progress):
+            label = str(getattr(source, "bag", getattr(source, "path", "")))
+            try:
+                report.frames += source.write(writer, report.issues)
+                report.episodes += 1
+            except SkipEpisode as skip:
+                report.skipped.append((label, str(skip)))
+        if report.episodes == 0:
+            reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped)
+            raise ExportError(f"no usable episode ({reasons})")
+        writer.finalize()
+        tmp.rename(out)
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.out = out
+    return report
+
+
+__all__ = ["ExportOptions", "ExportReport", "ExportError", "export", "frame_times", "DatasetFormatError"]

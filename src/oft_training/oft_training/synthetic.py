@@ -1,0 +1,97 @@
+"""Synthetic ALOHA recordings with known content, for tests and benchmarks.
+
+Joint positions are smooth functions of the receive time, and every image is
+one flat gray level that counts the camera's messages, so a reader can check
+which message each exported frame came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from oft_policy import names
+from rosbags.rosbag2 import Writer
+
+from oft_training import msgtypes
+from oft_training.recording import BAG_VERSION, COMMANDED_ACTION_TOPIC, STORAGES
+
+T0_NS = 1_700_000_000 * 1_000_000_000
+
+
+def follower_positions(t: float) -> np.ndarray:
+    """14 follower joint values at time t (s from the bag start)."""
+    return np.sin(0.7 * t + np.arange(14) * 0.3) * 0.5
+
+
+def leader_positions(t: float) -> np.ndarray:
+    return follower_positions(t + 0.1) + 0.01
+
+
+def image_level(k: int) -> int:
+    """Gray level of a camera's k-th image."""
+    return (k * 3) % 256
+
+
+def write_bag(
+    path, seconds: float = 1.0, joint_hz: float = 100.0, camera_hz: float = 30.0,
+    cameras: Sequence[str] = names.CAMERA_NAMES, image_hw=(32, 32), storage: str = "mcap",
+    commanded_action: bool = False, corrupt_topic: Optional[str] = None, extra_joints: bool = True,
+) -> Path:
+    """Write a bag of the suite's standard topics; ``corrupt_topic`` gets one truncated message mid-way."""
+    store = msgtypes.new_typestore()
+    Image = store.types[msgtypes.IMAGE]
+    JointState = store.types[msgtypes.JOINT_STATE]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Float64MultiArray = store.types[msgtypes.FLOAT64_ARRAY]
+    Layout = store.types["std_msgs/msg/MultiArrayLayout"]
+    events = []  # (time_ns, topic, type, message)
+
+    def header(t_ns):
+        return Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id="")
+
+    arm_names = list(names.ARM_JOINTS) + (["left_finger", "right_finger"] if extra_joints else [])
+    for k in range(int(seconds * joint_hz)):
+        t = k / joint_hz
+        t_ns = T0_NS + int(round(t * 1e9))
+        for robots, topics, values in (
+            (names.FOLLOWER_ROBOTS, names.FOLLOWER_JOINT_STATE_TOPICS, follower_positions(t)),
+            (names.LEADER_ROBOTS, names.LEADER_JOINT_STATE_TOPICS, leader_positions(t)),
+        ):
+            for side, topic in enumerate(topics):
+                arm = values[7 * side: 7 * side + 7]
+                position = np.concatenate([arm, [0.01, -0.01]]) if extra_joints else arm
+                # Publish joints in reverse order to prove the reader maps by name.
+                msg = JointState(header=header(t_ns), name=arm_names[::-1], position=position[::-1].copy(),
+                                 velocity=np.zeros(0), effort=np.zeros(0))
+                events.append((t_ns + side, topic, msgtypes.JOINT_STATE, msg))
+        if commanded_action:
+            msg = Float64MultiArray(layout=Layout(dim=[], data_offset=0), data=leader_positions(t) + 1.0)
+            events.append((t_ns + 2, COMMANDED_ACTION_TOPIC, msgtypes.FLOAT64_ARRAY, msg))
+    height, width = image_hw
+    for k in range(int(seconds * camera_hz)):
+        t_ns = T0_NS + int(round(k / camera_hz * 1e9)) + 3
+        for c, cam in enumerate(cameras):
+            data = np.full(height * width * 3, image_level(k), dtype=np.uint8)
+            msg = Image(header=header(t_ns), height=height, width=width, encoding="rgb8", is_bigendian=0,
+                        step=width * 3, data=data)
+            events.append((t_ns + c, names.camera_topic(cam), msgtypes.IMAGE, msg))
+    events.sort(key=lambda e: e[0])
+    corrupt_at = None
+    if corrupt_topic is not None:
+        on_topic = [i for i, e in enumerate(events) if e[1] == corrupt_topic]
+        corrupt_at = on_topic[len(on_topic) // 2]
+
+    path = Path(path)
+    with Writer(path, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+        connections = {}
+        for i, (t_ns, topic, type_name, msg) in enumerate(events):
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, type_name, typestore=store)
+            data = bytes(store.serialize_cdr(msg, type_name))
+            if i == corrupt_at:
+                data = data[: len(data) // 3]
+            writer.write(connections[topic], t_ns, data)
+    return path

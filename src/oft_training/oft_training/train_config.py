@@ -1,0 +1,177 @@
+"""The training configuration: YAML sections model, training, loss, data, optimizer, ddp.
+
+Every key has a default here; a YAML file and ``section.key=value`` overrides
+replace them. An unknown section or key is an error that names the known ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+import yaml
+
+SECTIONS = {
+    "model": {
+        "backbone": "tiny",              # tiny | openvla
+        "openvla_path": None,            # local copy of openvla/openvla-7b (backbone openvla)
+        "freeze_vision_backbone": True,  # FiLM layers still train
+        "action_head": "l1_regression",  # l1_regression (parallel decoding) | last_token_mlp
+        "chunk_size": 25,
+        "action_dim": 14,                # must equal the dataset's action dimension
+        "cameras": None,                 # default: every camera of the dataset
+        "finetune": "lora",              # lora | full
+        "lora_rank": 32,
+        "lora_dropout": 0.0,
+        "use_proprio": True,
+        "use_film": True,
+        "image_size": 0,                 # 0: the backbone's native size
+        "center_crop_scale": 0.9,        # training random crop area; inference center crop
+        "gradient_checkpointing": False,
+        "attn_implementation": "sdpa",
+        "head_hidden_dim": 0,
+        "tiny_llm_hidden": 64,
+        "tiny_llm_layers": 2,
+        "tiny_llm_heads": 2,
+    },
+    "training": {
+        "output_dir": "runs/oft_aloha",
+        "max_steps": 10000,
+        "batch_size": 8,                 # per process, per micro-step
+        "grad_accumulation": 1,
+        "checkpoint_every": 1000,
+        "validate_every": 500,
+        "log_every": 10,
+        "seed": 0,
+        "device": "auto",                # auto | cpu | cuda
+        "bf16": True,                    # autocast on GPU only
+        "augment": True,                 # random crop + color jitter (openvla-oft)
+        "logger": "tensorboard",         # tensorboard | wandb | none
+        "wandb_project": "oft_ros",
+        "threads": 0,                    # torch CPU threads per process (0: torch default)
+    },
+    "loss": {"kind": "l1", "huber_delta": 1.0},
+    "data": {
+        "dataset": None,                 # LeRobotDataset v3.0 directory (export output)
+        "val_episodes": 1,               # last N episodes held out for validation (0: validate on training data)
+        "stats_path": None,              # fit_normalizer output; default: fitted on the training episodes
+        "action_scheme": "min_max",      # min_max | q01_q99 (when fitting here)
+        "cache_bytes": 2 << 30,          # decoded frames kept in memory
+        "max_val_samples": 256,
+    },
+    "optimizer": {
+        "lr": 5e-4,
+        "min_lr": 1e-6,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.999],
+        "warmup_steps": 100,
+        "max_grad_norm": 1.0,
+    },
+    "ddp": {
+        "nproc_per_node": 1,
+        "backend": "auto",               # auto: nccl on GPU, gloo on CPU
+        "find_unused_parameters": False,
+        "gradient_as_bucket_view": True,
+    },
+}
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+ACTION_HEADS = {"l1_regression": "parallel", "last_token_mlp": "last_token_mlp"}
+
+
+class TrainConfigError(ValueError):
+    """The training configuration has an unknown key or an invalid value."""
+
+
+def _merge(base: dict, update: dict, origin: str) -> None:
+    if not isinstance(update, dict):
+        raise TrainConfigError(f"{origin}: the config must be a mapping of sections, got {type(update).__name__}")
+    for section, values in update.items():
+        if section not in SECTIONS:
+            raise TrainConfigError(f"{origin}: unknown section {section!r}; known sections: {', '.join(SECTIONS)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise TrainConfigError(f"{origin}: section {section!r} must be a mapping")
+        for key, value in values.items():
+            if key not in SECTIONS[section]:
+                raise TrainConfigError(
+                    f"{origin}: unknown key {section}.{key}; known keys of {section}: {', '.join(SECTIONS[section])}"
+                )
+            base[section][key] = value
+
+
+def parse_override(text: str) -> dict:
+    """``optimizer.lr=1e-4`` -> {"optimizer": {"lr": 1e-4}} (value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise TrainConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return {section: {name: _number_or_text(value)}}
+
+
+def _number_or_text(value):
+    """YAML 1.1 reads ``3e-3`` as text; accept it as the number it means."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def _numbers_in(data):
+    if isinstance(data, dict):
+        return {k: _numbers_in(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_numbers_in(v) for v in data]
+    return _number_or_text(data)
+
+
+def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> dict:
+    """Defaults, then the YAML file, then the overrides; validated."""
+    config = copy.deepcopy(SECTIONS)
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise TrainConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise TrainConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        _merge(config, _numbers_in(data), str(path))
+    for text in overrides:
+        _merge(config, parse_override(text), f"override {text!r}")
+    validate(config)
+    return config
+
+
+def validate(config: dict) -> None:
+    model, training, opt = config["model"], config["training"], config["optimizer"]
+    if model["action_head"] not in ACTION_HEADS:
+        raise TrainConfigError(f"model.action_head {model['action_head']!r} is not one of {list(ACTION_HEADS)}")
+    positive = [("training", "max_steps"), ("training", "batch_size"), ("training", "grad_accumulation"),
+                ("training", "checkpoint_every"), ("training", "validate_every"), ("training", "log_every"),
+                ("model", "chunk_size"), ("model", "action_dim"), ("ddp", "nproc_per_node")]
+    for section, key in positive:
+        value = config[section][key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TrainConfigError(f"{section}.{key} must be a positive integer, got {value!r}")
+    if not (isinstance(opt["lr"], (int, float)) and opt["lr"] > 0 and 0 <= opt["min_lr"] <= opt["lr"]):
+        raise TrainConfigError(f"optimizer.lr must be > 0 and optimizer.min_lr in [0, lr], got {opt['lr']}, {opt['min_lr']}")
+    if config["loss"]["kind"] not in ("l1", "huber"):
+        raise TrainConfigError(f"loss.kind {config['loss']['kind']!r} is not one of ['l1', 'huber']")
+    if training["logger"] not in ("tensorboard", "wandb", "none"):
+        raise TrainConfigError(f"training.logger {training['logger']!r} is not one of tensorboard, wandb, none")
+    if training["device"] not in ("auto", "cpu", "cuda"):
+        raise TrainConfigError(f"training.device {training['device']!r} is not one of auto, cpu, cuda")
+    if config["ddp"]["backend"] not in ("auto", "gloo", "nccl"):
+        raise TrainConfigError(f"ddp.backend {config['ddp']['backend']!r} is not one of auto, gloo, nccl")
+    if not config["data"]["dataset"]:
+        raise TrainConfigError("data.dataset is not set (the exported LeRobot dataset directory)")
+
+
+def dump(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

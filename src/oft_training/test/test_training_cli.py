@@ -1,0 +1,47 @@
+"""Every console script answers --help; the shipped configs load; overrides parse."""
+
+from pathlib import Path
+
+import pytest
+
+import oft_training
+from oft_training.train_config import TrainConfigError, load_config, parse_override
+
+MODULES = ["record", "fit_normalizer", "export", "train"]
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "oft_bringup" / "config" / "oft_aloha.yaml"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_cli_help(name, capsys):
+    module = __import__(f"oft_training.cli.{name}", fromlist=["main"])
+    with pytest.raises(SystemExit) as exit_info:
+        module.build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["export", "training"])
+def test_bench_help(name, capsys):
+    module = __import__(f"oft_training.bench.{name}", fromlist=["main"])
+    with pytest.raises(SystemExit):
+        module.build_parser().parse_args(["--help"])
+    assert "usage" in capsys.readouterr().out
+
+
+def test_shipped_configs_load():
+    aloha = load_config(REPO_CONFIG, ["data.dataset=somewhere"])
+    assert aloha["model"]["backbone"] == "openvla" and aloha["model"]["chunk_size"] == 25
+    assert aloha["optimizer"]["weight_decay"] == 0.01 and aloha["optimizer"]["betas"] == [0.9, 0.999]
+    assert aloha["ddp"]["find_unused_parameters"] is False and aloha["ddp"]["gradient_as_bucket_view"] is True
+    tiny = load_config(Path(oft_training.__file__).parent / "configs" / "tiny_cpu.yaml", ["data.dataset=x"])
+    assert tiny["model"]["backbone"] == "tiny"
+
+
+def test_overrides_parse_and_fail_clearly():
+    assert parse_override("optimizer.lr=3e-4") == {"optimizer": {"lr": 3e-4}}
+    assert parse_override("model.cameras=[cam_high]") == {"model": {"cameras": ["cam_high"]}}
+    with pytest.raises(TrainConfigError, match="section.key=value"):
+        parse_override("lr=3")
+    with pytest.raises(TrainConfigError, match="data.dataset is not set"):
+        load_config(None, [])
+    with pytest.raises(TrainConfigError, match="positive integer"):
+        load_config(None, ["data.dataset=x", "training.max_steps=0"])

@@ -1,0 +1,108 @@
+"""train: DDP on CPU with a kill and resume, learning on a tiny dataset, and bad configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from oft_policy.checkpoint import load_policy
+
+import oft_training
+from oft_training.cli import train as train_cli
+from oft_training.train_config import TrainConfigError, load_config
+from oft_training.trainer import lr_at, train
+
+TINY_CONFIG = Path(oft_training.__file__).resolve().parent / "configs" / "tiny_cpu.yaml"
+
+
+def _metrics(output_dir):
+    return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _train_command(dataset, output_dir, *extra):
+    return [sys.executable, "-m", "oft_training.cli.train", "--config", str(TINY_CONFIG), "--nproc-per-node", "2",
+            f"data.dataset={dataset}", f"training.output_dir={output_dir}", "training.max_steps=40",
+            "training.checkpoint_every=5", "training.validate_every=1000", "training.batch_size=2", *extra]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_kill_and_resume(tiny_dataset, tmp_path, ros_env):
+    out = tmp_path / "run"
+    env = dict(ros_env, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(_train_command(tiny_dataset, out), env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoints" / "step_0000005").is_dir():
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within the time limit"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)  # the launcher's own session: torchrun and its 2 workers
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    killed_at = max(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
+    assert killed_at < 40, "the run finished before it was killed"
+
+    resumed = subprocess.run(_train_command(tiny_dataset, out, "--resume"), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / "checkpoints" / "step_0000040" / "training_state.pt").is_file()
+    assert not list((out / "checkpoints").glob(".step_*"))  # no staging directory left behind
+
+    config = load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}"])
+    opt = config["optimizer"]
+    after = [m for m in _metrics(out) if m["step"] > killed_at]
+    assert after[0]["step"] == killed_at + 1 and after[-1]["step"] == 40
+    for entry in after:  # the schedule continues where the checkpoint left it
+        assert entry["train/lr"] == pytest.approx(lr_at(entry["step"] - 1, opt["lr"], opt["min_lr"], opt["warmup_steps"], 40))
+
+    policy = load_policy(out / "checkpoints" / "step_0000040" / "policy")
+    chunk = policy.predict({"cam_high": np.zeros((32, 32, 3), np.uint8)}, "fold the towel", np.zeros(14))
+    assert chunk.shape == (8, 14) and np.all(np.isfinite(chunk))
+
+
+def test_training_learns_on_tiny_dataset(tiny_dataset, tmp_path):
+    config = load_config(TINY_CONFIG, [
+        f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=100",
+        "training.validate_every=50", "training.checkpoint_every=100", "training.batch_size=8",
+        "training.augment=false", "optimizer.lr=3e-3", "optimizer.warmup_steps=10",
+    ])
+    result = train(config, progress=False)
+    # Held-out episode (the last one), normalized action units.
+    assert result.first_val_l1 > 0.3
+    assert result.last_val_l1 < 0.35 * result.first_val_l1, (result.first_val_l1, result.last_val_l1)
+
+
+def test_bad_input_unknown_config_key(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_cli.main(["--config", str(TINY_CONFIG), f"data.dataset={tiny_dataset}",
+                           f"training.output_dir={out}", "optimizer.learning_rate=1e-4"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and "unknown key optimizer.learning_rate" in err and "known keys of optimizer" in err
+    assert not out.exists()
+    with pytest.raises(TrainConfigError, match="unknown section"):
+        load_config(None, ["trainer.steps=3"])
+
+
+def test_bad_input_action_dim_disagrees(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_cli.main(["--config", str(TINY_CONFIG), f"data.dataset={tiny_dataset}",
+                           f"training.output_dir={out}", "model.action_dim=7"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and "action_dim 14 but config model.action_dim is 7" in err
+    assert not out.exists()  # no partial checkpoint or run directory
+
+
+def test_lr_schedule_shape():
+    values = [lr_at(s, 1e-3, 1e-6, 10, 100) for s in range(100)]
+    assert values[0] == pytest.approx(1e-4) and values[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+    assert values[-1] == pytest.approx(1e-6, abs=1e-6)
