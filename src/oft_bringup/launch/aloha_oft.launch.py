@@ -1,6 +1,6 @@
 """The OFT runtime on bimanual ALOHA: policy node + executor node (+ simulator or robot driver).
 
-    ros2 launch oft_bringup aloha_oft.launch.py checkpoint:=DIR [instruction:=TEXT]
+    ros2 launch oft_bringup aloha_oft.launch.py checkpoint:=DIR instruction:=TEXT [device:=cuda]
         [backend:=interbotix|ros2_control] [control_rate:=50] [use_sim:=false]
         [driver_launch:=FILE] [camera_launch:=FILE] [cam_high_topic:=/...] ...
         [run_policy:=true] [run_executor:=true]
@@ -27,6 +27,7 @@ from launch.actions import (
     RegisterEventHandler,
 )
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessStart
 from launch.events import Shutdown, matches_action
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -43,7 +44,8 @@ CONFIG_DIR = os.path.join(get_package_share_directory("oft_bringup"), "config")
 def _declare_arguments():
     return [
         DeclareLaunchArgument("checkpoint", description="checkpoint directory (weights, config, normalization stats)"),
-        DeclareLaunchArgument("instruction", default_value="", description="task instruction; empty: the checkpoint's default"),
+        DeclareLaunchArgument("instruction", default_value="", description="task instruction (the policy node refuses to configure without one)"),
+        DeclareLaunchArgument("device", default_value="cuda", description="torch device of the policy: cuda, cuda:1, cpu"),
         DeclareLaunchArgument("backend", default_value="interbotix", description="arm command interface: interbotix or ros2_control"),
         DeclareLaunchArgument("control_rate", default_value="50.0", description="executor control rate in Hz"),
         DeclareLaunchArgument("use_sim", default_value="false", description="true: MuJoCo simulator and sim time instead of the robot"),
@@ -73,7 +75,7 @@ def _optional_include(argument, use_sim):
 
 
 def _drive_lifecycle(policy):
-    """configure at start; activate once configured; a failed configure shuts the launch down, saying why."""
+    """configure once the process runs; activate once configured; a failed configure shuts the launch down."""
     def change_state(transition):
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(policy), transition_id=transition))
 
@@ -92,7 +94,7 @@ def _drive_lifecycle(policy):
         RegisterEventHandler(OnStateTransition(
             target_lifecycle_node=policy, start_state="configuring", goal_state="errorprocessing", entities=configure_failed,
         )),
-        change_state(Transition.TRANSITION_CONFIGURE),
+        RegisterEventHandler(OnProcessStart(target_action=policy, on_start=[change_state(Transition.TRANSITION_CONFIGURE)])),
     ]
 
 
@@ -110,7 +112,12 @@ def generate_launch_description():
         condition=IfCondition(run_policy),
         parameters=[
             LaunchConfiguration("policy_params"),
-            {"checkpoint": checkpoint, "instruction": LaunchConfiguration("instruction"), "use_sim_time": use_sim},
+            {
+                "checkpoint_path": checkpoint,
+                "instruction": LaunchConfiguration("instruction"),
+                "device": LaunchConfiguration("device"),
+                "use_sim_time": use_sim,
+            },
         ],
         remappings=[(camera_topic(camera), LaunchConfiguration(f"{camera}_topic")) for camera in CAMERA_NAMES],
     )

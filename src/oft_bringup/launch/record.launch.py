@@ -1,6 +1,6 @@
 """Record a teleoperated ALOHA episode: exactly the topics fit_normalizer and export read.
 
-    ros2 launch oft_bringup record.launch.py output:=bags/episode_000 [use_rosbag2:=true|false]
+    ros2 launch oft_bringup record.launch.py output:=bags/episode_000 [use_rosbag2:=true|false] [use_sim_time:=false]
 
 Topics: the three cameras, the follower arms' joint states (observation.state)
 and the leader arms' joint states (the teleoperation action), by the suite's
@@ -22,8 +22,8 @@ import shutil
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.substitutions import ExecutableInPackage
 from oft_policy.names import CAMERA_TOPICS, FOLLOWER_JOINT_STATE_TOPICS, LEADER_JOINT_STATE_TOPICS
 
@@ -32,9 +32,37 @@ QOS_OVERRIDES = os.path.join(get_package_share_directory("oft_bringup"), "config
 HAVE_ROSBAG2 = shutil.which("ros2") is not None and importlib.util.find_spec("rosbag2_py") is not None
 
 
+ROSBAG2_RECORD = ["ros2", "bag", "record", "-s", "mcap", "--qos-profile-overrides-path", QOS_OVERRIDES]
+SUITE_RECORD = [ExecutableInPackage(package="oft_training", executable="record"), "--storage", "mcap"]
+
+
+def _when(use_rosbag2: bool, use_sim_time: bool):
+    """True for one combination of the two boolean launch arguments."""
+    return IfCondition(PythonExpression([
+        "'", LaunchConfiguration("use_rosbag2"), f"'.lower() == '{str(use_rosbag2).lower()}' and '",
+        LaunchConfiguration("use_sim_time"), f"'.lower() == '{str(use_sim_time).lower()}'",
+    ]))
+
+
+def _recorders(output):
+    """Both recorders, each with and without sim-time stamps; exactly one runs."""
+    actions = []
+    for use_sim_time in (False, True):
+        sim_flag = ["--use-sim-time"] if use_sim_time else []
+        actions.append(ExecuteProcess(
+            cmd=ROSBAG2_RECORD + sim_flag + ["-o", output] + RECORDED_TOPICS,
+            output="screen", condition=_when(True, use_sim_time),
+        ))
+        # An ExecuteProcess, not a Node: `record` takes its own flags, not --ros-args.
+        actions.append(ExecuteProcess(
+            cmd=SUITE_RECORD + sim_flag + ["--out", output],
+            output="screen", condition=_when(False, use_sim_time),
+        ))
+    return actions
+
+
 def generate_launch_description():
     output = LaunchConfiguration("output")
-    use_rosbag2 = LaunchConfiguration("use_rosbag2")
     return LaunchDescription([
         DeclareLaunchArgument("output", description="bag directory to create (must not exist)"),
         DeclareLaunchArgument(
@@ -42,16 +70,8 @@ def generate_launch_description():
             default_value="true" if HAVE_ROSBAG2 else "false",
             description="record with `ros2 bag record` (default when rosbag2 is installed) or the suite's `record`",
         ),
-        ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap", "--qos-profile-overrides-path", QOS_OVERRIDES, "-o", output,
-                 *RECORDED_TOPICS],
-            output="screen",
-            condition=IfCondition(use_rosbag2),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false",
+            description="stamp messages with /clock time (recording the simulator)",
         ),
-        # An ExecuteProcess, not a Node: `record` takes its own flags, not --ros-args.
-        ExecuteProcess(
-            cmd=[ExecutableInPackage(package="oft_training", executable="record"), "--out", output, "--storage", "mcap"],
-            output="screen",
-            condition=UnlessCondition(use_rosbag2),
-        ),
-    ])
+    ] + _recorders(output))

@@ -69,6 +69,7 @@ class LaunchReport:
     launch_file: LaunchFile
     nodes: List[NodeReport] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # what was not checked, and why
 
     @property
     def ok(self) -> bool:
@@ -120,7 +121,7 @@ def check_launch_file(
             report.problems.append(f"argument '{name}' given but not declared by {Path(path).name}")
 
     for action in launch_file.nodes:
-        report.nodes.append(_check_node(action, launch_file, arguments, provider, report.problems))
+        report.nodes.append(_check_node(action, launch_file, arguments, provider, report.problems, report.notes))
     for include in launch_file.includes:
         _check_include(include, launch_file, arguments, report.problems, provider)
     for process in launch_file.processes:
@@ -128,7 +129,7 @@ def check_launch_file(
     return report
 
 
-def _check_node(action: NodeAction, launch_file, arguments, provider, problems) -> NodeReport:
+def _check_node(action: NodeAction, launch_file, arguments, provider, problems, notes) -> NodeReport:
     where = f"line {action.line}"
     values = {key: resolve(value, arguments, launch_file.declared) for key, value in action.kwargs.items()}
     package, executable = values.get("package"), values.get("executable")
@@ -191,6 +192,9 @@ def _check_node(action: NodeAction, launch_file, arguments, provider, problems) 
     for params_path in params_files:
         problems.extend(f"{where}: {p}" for p in check_parameter_file(params_path, interface, node_name, ns))
 
+    if remappings and interface.is_lifecycle and not interface.configured:
+        notes.append(f"{where}: remappings not checked: lifecycle node not configured (topics are made in configure)")
+        remappings = []
     for pair in remappings:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             problems.append(f"{where}: remapping {pair!r} is not a (from, to) pair")
@@ -202,10 +206,8 @@ def _check_node(action: NodeAction, launch_file, arguments, provider, problems) 
         resolved = _expand_name(source, node_name, ns)
         if resolved not in interface.topics | interface.services:
             used = ", ".join(sorted(interface.topics)) or "none"
-            configured = "" if not interface.is_lifecycle or interface.configured else " before configure"
             problems.append(
-                f"{where}: remapping '{source}' matches no topic or service of {interface.class_name}"
-                f"{configured} (its topics: {used})"
+                f"{where}: remapping '{source}' matches no topic or service of {interface.class_name} (its topics: {used})"
             )
     return node
 
@@ -310,10 +312,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("items", nargs="+", metavar="FILE | name:=value",
                         help="launch files (*.launch.py) and launch arguments (name:=value)")
+    parser.add_argument("--configure", action="store_true",
+                        help="configure lifecycle nodes to check remappings of the topics they make there "
+                        "(the policy node then loads the checkpoint)")
     options = parser.parse_args(argv)
     files = [item for item in options.items if ":=" not in item]
     launch_arguments = dict(item.split(":=", 1) for item in options.items if ":=" in item)
-    provider = default_interface_provider()
+    provider = default_interface_provider(configure=options.configure)
     failed = False
     for path in files:
         if not os.path.isfile(path):
@@ -323,6 +328,8 @@ def main(argv=None) -> int:
         report = check_launch_file(path, launch_arguments, provider)
         for problem in report.problems:
             print(f"{path}: {problem}")
+        for note in report.notes:
+            print(f"{path}: note: {note}")
         failed |= not report.ok
         print(f"{path}: {len(report.nodes)} node(s), {'OK' if report.ok else f'{len(report.problems)} problem(s)'}")
     return 1 if failed else 0

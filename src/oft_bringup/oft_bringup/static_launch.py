@@ -188,6 +188,23 @@ def resolve(value, arguments: Dict[str, Any], declared: Dict[str, Any]):
     return value
 
 
+def condition_holds(condition, arguments, declared):
+    """Whether an action's `condition=` (None, IfCondition, UnlessCondition) lets it run; Unknown if undecidable."""
+    if condition is None:
+        return True
+    if not isinstance(condition, LaunchCall) or condition.kind not in ("IfCondition", "UnlessCondition"):
+        return Unknown(f"condition {getattr(condition, 'kind', condition)!r}")
+    predicate = condition.args[0] if condition.args else condition.kwargs.get("predicate_expression")
+    text = resolve_text(predicate, arguments, declared)
+    if isinstance(text, Unknown):
+        return text
+    # launch's rule: 'true'/'1' and 'false'/'0', any case; anything else is an error.
+    truth = {"true": True, "1": True, "false": False, "0": False}.get(text.strip().lower())
+    if truth is None:
+        return Unknown(f"condition value {text!r} is neither true nor false")
+    return truth if condition.kind == "IfCondition" else not truth
+
+
 def resolve_text(value, arguments, declared):
     """Like `resolve`, but a list of parts is one concatenated string (as launch reads it)."""
     if isinstance(value, list):

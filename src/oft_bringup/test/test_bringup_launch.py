@@ -47,6 +47,8 @@ def _arguments(path: Path, request, tmp_path: Path) -> dict:
     candidates = {
         # The tiny checkpoint takes seconds to make: only for files that take one.
         "checkpoint": str(request.getfixturevalue("checkpoint")) if "checkpoint" in declared else None,
+        "instruction": "transfer the cube",
+        "device": "cpu",
         # Interbotix messages come with the robot's workspace; this machine has none.
         "backend": "ros2_control",
         "output": str(tmp_path / "bag"),
@@ -89,7 +91,7 @@ def test_aloha_oft_nodes_arguments_and_remappings(request, provider, tmp_path):
     launched = {(n.package, n.executable) for n in report.nodes}
     assert launched == {("oft_policy", "policy_node"), ("oft_policy", "executor_node"), ("oft_sim", "aloha_sim")}
     declared = report.launch_file.declared
-    for argument in ("checkpoint", "instruction", "backend", "control_rate", "use_sim", "driver_launch", "camera_launch"):
+    for argument in ("checkpoint", "instruction", "backend", "control_rate", "use_sim", "driver_launch", "camera_launch", "device"):
         assert argument in declared, f"aloha_oft.launch.py does not declare {argument}"
     assert declared["checkpoint"] is None, "checkpoint must be required"
     policy = next(n for n in report.launch_file.nodes if n.get("executable") == "policy_node")
@@ -101,7 +103,7 @@ def test_aloha_oft_nodes_arguments_and_remappings(request, provider, tmp_path):
 
 
 def test_policy_lifecycle_is_driven_in_order():
-    """configure is requested at start; activate only on configuring -> inactive; a failed configure shuts down."""
+    """configure when the process starts; activate only on configuring -> inactive; a failed configure shuts down."""
     from lifecycle_msgs.msg import Transition
 
     calls = read_launch_file(LAUNCH_DIR / "aloha_oft.launch.py").calls
@@ -123,13 +125,13 @@ def test_policy_lifecycle_is_driven_in_order():
         kinds = [e.kwargs["event"].kind for e in handlers[failed] if e.kind == "EmitEvent"]
         assert kinds == ["Shutdown"], f"configure -> {failed} must shut the launch down"
         assert any(e.kind == "LogInfo" and "failed to configure" in e.kwargs["msg"] for e in handlers[failed])
-    emitted_at_start = [
-        c.kwargs["event"].kwargs["transition_id"]
-        for c in calls
-        if c.kind == "EmitEvent" and c.kwargs["event"].kind == "ChangeState"
-        and all(c not in entities for entities in handlers.values())
-    ]
-    assert emitted_at_start == [Transition.TRANSITION_CONFIGURE]
+    (on_start,) = [c.kwargs["on_start"] for c in calls if c.kind == "OnProcessStart"]
+    policy = next(n for n in read_launch_file(LAUNCH_DIR / "aloha_oft.launch.py").nodes if n.kind == "LifecycleNode")
+    assert transitions(on_start) == [Transition.TRANSITION_CONFIGURE]
+    emitted = [c for c in calls if c.kind == "ChangeState"]
+    assert all(c.kwargs["lifecycle_node_matcher"].kind == "matches_action" for c in emitted)
+    assert all(c.kwargs["lifecycle_node_matcher"].args == [policy] for c in emitted)
+    assert len(emitted) == 2, "exactly one configure and one activate request"
 
 
 BROKEN_LAUNCH = textwrap.dedent(

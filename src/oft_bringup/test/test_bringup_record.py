@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oft_bringup.static_launch import PackageExecutable, read_launch_file, resolve, resolve_text
+from oft_bringup.static_launch import PackageExecutable, condition_holds, read_launch_file, resolve, resolve_text
 from oft_bringup.node_interface import executable_path
 from oft_policy import names
 
@@ -31,37 +31,38 @@ RECORDED_TOPICS = {*names.CAMERA_TOPICS, *names.FOLLOWER_JOINT_STATE_TOPICS, *na
 RECORD_SECONDS = 6.0
 
 
-def _recorder_commands(output: Path):
-    """(rosbag2 command, fallback command) of record.launch.py, resolved with output:=<output>."""
+def _recorder_command(output: Path, use_rosbag2: bool, use_sim_time: bool):
+    """The one command record.launch.py runs for these arguments, resolved as launch would."""
     launch_file = read_launch_file(RECORD_LAUNCH)
     assert not launch_file.problems, launch_file.problems
-    arguments = {"output": str(output)}
-    rosbag2 = fallback = None
-    for process in launch_file.processes:
-        cmd = process.kwargs["cmd"]
-        if isinstance(cmd[0], PackageExecutable):
-            fallback = [resolve(cmd[0], arguments, launch_file.declared)] + [
-                resolve_text(part, arguments, launch_file.declared) for part in cmd[1:]
-            ]
-        else:
-            rosbag2 = [resolve_text(part, arguments, launch_file.declared) for part in cmd]
-    assert rosbag2 and fallback, "record.launch.py must have a ros2 bag command and the `record` fallback"
-    assert all(isinstance(part, str) for part in rosbag2 + fallback), (rosbag2, fallback)
-    return rosbag2, fallback
+    arguments = {"output": str(output), "use_rosbag2": str(use_rosbag2).lower(), "use_sim_time": str(use_sim_time).lower()}
+    running = [
+        p for p in launch_file.processes
+        if condition_holds(p.kwargs.get("condition"), arguments, launch_file.declared) is True
+    ]
+    assert len(running) == 1, f"{len(running)} recorders would run for {arguments}"
+    cmd = running[0].kwargs["cmd"]
+    resolved = [resolve(cmd[0], arguments, launch_file.declared)] if isinstance(cmd[0], PackageExecutable) else []
+    resolved += [resolve_text(part, arguments, launch_file.declared) for part in cmd[len(resolved):]]
+    assert all(isinstance(part, str) for part in resolved), resolved
+    return resolved
 
 
 def test_both_recorders_record_the_same_topics(tmp_path):
-    rosbag2, fallback = _recorder_commands(tmp_path / "bag")
-    assert rosbag2[:3] == ["ros2", "bag", "record"]
-    assert rosbag2[rosbag2.index("-s") + 1] == "mcap" and fallback[fallback.index("--storage") + 1] == "mcap"
+    for use_sim_time in (False, True):
+        rosbag2 = _recorder_command(tmp_path / "bag", True, use_sim_time)
+        fallback = _recorder_command(tmp_path / "bag", False, use_sim_time)
+        assert rosbag2[:3] == ["ros2", "bag", "record"] and Path(fallback[0]).name == "record"
+        assert rosbag2[rosbag2.index("-s") + 1] == "mcap" and fallback[fallback.index("--storage") + 1] == "mcap"
+        assert ("--use-sim-time" in rosbag2) == use_sim_time == ("--use-sim-time" in fallback)
+        assert rosbag2[rosbag2.index("-o") + 1] == fallback[fallback.index("--out") + 1] == str(tmp_path / "bag")
+        assert set(rosbag2[rosbag2.index("-o") + 2:]) == RECORDED_TOPICS
+        # The fallback records its default set: cameras, followers and leaders (checked in a bag below).
+        assert "--no-leaders" not in fallback and "--cameras" not in fallback
     overrides = Path(rosbag2[rosbag2.index("--qos-profile-overrides-path") + 1])
     qos = yaml.safe_load(overrides.read_text())
     assert set(qos) == set(names.CAMERA_TOPICS)
     assert all(profile["reliability"] == "best_effort" for profile in qos.values())
-    topics_after_output = rosbag2[rosbag2.index("-o") + 2:]
-    assert set(topics_after_output) == RECORDED_TOPICS
-    # The fallback records its default set: cameras, followers and leaders (checked in the bag below).
-    assert "--no-leaders" not in fallback and "--cameras" not in fallback
 
 
 class _TeleopLeader:
@@ -116,14 +117,17 @@ def _stop(process: subprocess.Popen, sig=signal.SIGINT, timeout=20.0):
 @pytest.mark.slow
 def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ros_env):
     bag = tmp_path / "episode_000"
-    _, record_cmd = _recorder_commands(bag)
+    # Sim time: the bag's stamps then follow the simulator's lockstep clock, so a slow, loaded
+    # machine cannot open gaps in the recording (a real robot records on wall time).
+    record_cmd = _recorder_command(bag, use_rosbag2=False, use_sim_time=True)
     sim_cmd = [
         str(executable_path("oft_sim", "aloha_sim")), "--ros-args",
         "--params-file", str(BRINGUP / "config" / "aloha_sim.yaml"),
         "-p", "wait_for_chunks:=false",  # no policy here: step on the lockstep timeout
     ]
     sim_log = tmp_path / "aloha_sim.log"
-    sim = subprocess.Popen(sim_cmd, env=ros_env, stdout=sim_log.open("w"), stderr=subprocess.STDOUT)
+    sim_output = sim_log.open("w")
+    sim = subprocess.Popen(sim_cmd, env=ros_env, stdout=sim_output, stderr=subprocess.STDOUT)
     leader = recorder = None
     record_log = ""
     try:
@@ -144,6 +148,7 @@ def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ro
         if leader is not None:
             leader.close()
         _stop(sim)
+        sim_output.close()
 
     metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert metadata["storage_identifier"] == "mcap"

@@ -139,7 +139,6 @@ def test_autoregressive_kv_cache_decode_matches_teacher_forcing(tiny_tokenizer, 
 def test_gradient_checkpointing_trains(tiny_tokenizer, make_inputs):
     config = tiny_config(cameras=1, chunk=2, gradient_checkpointing=True)
     model = build_model(config, seed=0).train()
-    flag = getattr(model.language_model, "is_activation_checkpointing", None)
-    assert flag if flag is not None else model.language_model.is_gradient_checkpointing
+    assert model.language_model.is_activation_checkpointing
     model(*make_inputs(config, tiny_tokenizer)).abs().mean().backward()
     assert model.language_model.model.layers[0].mlp.down_proj.lora_B["default"].weight.grad.abs().sum() > 0

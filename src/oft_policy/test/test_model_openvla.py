@@ -81,3 +81,21 @@ def test_incomplete_or_mismatched_weights_are_refused(published_dir, tmp_path):
     (wrong / "config.json").write_text(json.dumps(published))
     with pytest.raises(OpenVLALoadError, match="shape mismatches"):
         build_model(OFTConfig(backbone="openvla", openvla_path=str(wrong), image_size=56))
+
+
+def test_published_dims_give_openvla_7b_size(tmp_path):
+    """Built on the meta device (no memory): the published config yields OpenVLA-7B's 7.54B parameters."""
+    from oft_policy.model.openvla import is_oft_addition, published_config_dict
+
+    (tmp_path / "config.json").write_text(json.dumps(published_config_dict()))
+    config = OFTConfig(backbone="openvla", openvla_path=str(tmp_path), finetune="full")
+    model = build_model(config, device="meta", load_base_weights=False)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters() if not is_oft_addition(name)}
+    assert round(sum(int(np.prod(s)) for s in shapes.values()) / 1e9, 2) == 7.54  # the model card's size
+    assert shapes["vision_backbone.featurizer.reg_token"] == (1, 4, 1024)
+    assert shapes["vision_backbone.featurizer.pos_embed"] == (1, 256, 1024)  # 224 px / 14 = 16 x 16 patches
+    assert shapes["vision_backbone.fused_featurizer.pos_embed"] == (1, 256, 1152)
+    assert shapes["projector.fc1.weight"] == (4 * 2176, 2176)  # DINOv2 1024 + SigLIP 1152 channels
+    assert shapes["language_model.model.embed_tokens.weight"] == (32064, 4096)
+    assert model.action_bins.first_id == 32000 - 256
+    assert model.action_head.fc1.in_features == 14 * 4096 and model.action_head.fc1.out_features == 4096

@@ -203,16 +203,19 @@ def test_bad_input_storm_never_moves_an_arm_wrongly(overlay_env, harness, tmp_pa
     with running_executor(overlay_env, tmp_path, "interbotix") as (robot, node):
         wait_ready(harness)
         seq, sent_bad = 1, 0
-        for k, value in enumerate(values):
+        for value in values:
+            seq += 100
+            harness.publish_chunk(np.full((4, D), value), sequence=seq, start_delay_s=0.04)
+            time.sleep(0.14)
             for rows, sequence, overrides in hostile(seq + 1, harness.now_s(), seq):
                 harness.publish_chunk(rows, sequence=sequence, **overrides)
                 sent_bad += 1
                 time.sleep(0.002)
-            seq += 100
-            harness.publish_chunk(np.full((4, D), value), sequence=seq, start_delay_s=0.04)
-            time.sleep(0.14)
-        status = harness.wait_status(lambda s: s.rejected_chunks >= sent_bad and s.state == HOLDING, 10.0,
-                                     "every bad chunk rejected")
+        try:
+            status = harness.wait_status(lambda s: s.rejected_chunks >= sent_bad and s.state == HOLDING, 10.0,
+                                         "every bad chunk rejected")
+        finally:
+            print("last status:", harness.last_status(), "sent bad:", sent_bad)
         assert node.poll() is None, "the executor died"
         vectors = [v for _, v in robot.full_commands()]
 

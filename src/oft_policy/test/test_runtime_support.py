@@ -3,11 +3,8 @@
 - `interbotix_overlay_env`: builds the interface-compatible interbotix_xs_msgs
   fixture (tests/fixtures/) once per session into a temporary directory and
   returns an environment with it sourced.
-- `FakeRobot`: a subprocess (this file run as a script) that speaks the driver's
-  interface: publishes each arm's joint states (Interbotix names plus finger
-  names, in a scrambled order), follows the commands it receives (perfect
-  tracking plus an offset the test can set) and records every command as a JSON
-  line; optionally publishes camera images.
+- `FakeRobot`: runs oft_policy.nodes.fake_robot (the driver-interface stand-in)
+  as a subprocess, sets its offset through stdin and reads the commands it recorded.
 - `RosHarness`: an in-process rclpy node on a spinning thread that publishes
   chunks, collects ExecutorStatus / DriftReport / chunks and calls services.
 - `start_node` / `stop_process`: node subprocesses, killed by pid.
@@ -18,6 +15,7 @@ Test modules import this file by path (pytest runs with --import-mode=importlib)
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import shutil
@@ -34,8 +32,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 FIXTURE_PACKAGE = REPO / "tests" / "fixtures" / "interbotix_xs_msgs"
-SHUFFLED_ARM_NAMES = ("left_finger", "gripper", "wrist_rotate", "waist", "elbow", "shoulder", "right_finger",
-                      "forearm_roll", "wrist_angle")
 
 _OVERLAY_CACHE: dict = {}
 
@@ -116,8 +112,8 @@ class FakeRobot:
     def __init__(self, env: dict, workdir: Path, backend: str = "interbotix", initial: float = 0.0,
                  cameras: tuple = (), rate_hz: float = 100.0):
         self.out = workdir / f"fake_robot_{backend}_{time.monotonic_ns()}.jsonl"
-        cmd = [sys.executable, str(Path(__file__)), "--backend", backend, "--initial", str(initial),
-               "--out", str(self.out), "--rate", str(rate_hz)]
+        cmd = [sys.executable, "-m", "oft_policy.nodes.fake_robot", "--backend", backend, "--initial", str(initial),
+               "--record", str(self.out), "--rate", str(rate_hz), "--camera-rate", "30", "--stdin-control"]
         if cameras:
             cmd += ["--cameras", ",".join(cameras)]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -172,12 +168,17 @@ class RosHarness:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        self.statuses, self.drifts, self.chunks = [], [], []
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.statuses, self.drifts, self.chunks, self.diagnostics = [], [], [], []
         self.lock = threading.Lock()
-        self.chunk_pub = self.node.create_publisher(ActionChunk, names.ACTION_CHUNK_TOPIC, CHUNK_QOS)
+        burst_qos = copy.copy(CHUNK_QOS)
+        burst_qos.depth = 2000  # tests publish bursts of chunks; keep every one until delivered
+        self.chunk_pub = self.node.create_publisher(ActionChunk, names.ACTION_CHUNK_TOPIC, burst_qos)
         self.node.create_subscription(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, self._keep(self.statuses), STATUS_QOS)
         self.node.create_subscription(DriftReport, names.DRIFT_TOPIC, self._keep(self.drifts), STATUS_QOS)
         self.node.create_subscription(ActionChunk, names.ACTION_CHUNK_TOPIC, self._keep(self.chunks), CHUNK_QOS)
+        self.node.create_subscription(DiagnosticArray, names.DIAGNOSTICS_TOPIC, self._keep(self.diagnostics), STATUS_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -234,6 +235,32 @@ class RosHarness:
             return status if status is not None and predicate(status) else None
         return wait_for(check, timeout, what=what)
 
+    def chunk_count(self) -> int:
+        with self.lock:
+            return len(self.chunks)
+
+    def diagnostic(self, name_prefix: str):
+        """The newest DiagnosticStatus whose name starts with `name_prefix`, as (status, {key: value})."""
+        with self.lock:
+            for _, array in reversed(self.diagnostics):
+                for status in array.status:
+                    if status.name.startswith(name_prefix):
+                        return status, {kv.key: kv.value for kv in status.values}
+        return None
+
+    def change_state(self, node_name: str, transition_id: int, timeout: float = 60.0) -> bool:
+        """Drive a lifecycle transition through the standard ChangeState service."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        return self.call(ChangeState, f"/{node_name}/change_state", request, timeout).success
+
+    def lifecycle_state(self, node_name: str) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"/{node_name}/get_state").current_state.label
+
     def call(self, srv_type, service: str, request=None, timeout: float = 10.0):
         client = self.node.create_client(srv_type, service)
         try:
@@ -258,130 +285,3 @@ class RosHarness:
 
     def __exit__(self, *exc):
         self.close()
-
-
-# ---- the fake robot process -------------------------------------------------------
-def _fake_robot_main(argv) -> int:
-    import argparse
-
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from sensor_msgs.msg import Image, JointState
-
-    from oft_policy import names
-    from oft_policy.nodes.conversions import rgb_to_image, seconds_to_time
-    from oft_policy.qos import SENSOR_QOS, STATUS_QOS
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", choices=("interbotix", "forward_position", "joint_trajectory"), required=True)
-    parser.add_argument("--initial", type=float, default=0.0)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--cameras", default="")
-    parser.add_argument("--camera-rate", type=float, default=15.0)
-    args = parser.parse_args(argv)
-
-    rclpy.init()
-    node = rclpy.create_node("fake_robot")
-    arm_dim = len(names.ARM_JOINTS)
-    positions = [np.full(arm_dim, args.initial) for _ in names.FOLLOWER_ROBOTS]
-    offset = [0.0]
-    out = open(args.out, "a")
-    lock = threading.Lock()
-
-    def record(arm, kind, name, values):
-        with lock:
-            out.write(json.dumps({"t": time.time(), "arm": arm, "kind": kind, "name": name,
-                                  "values": [float(v) for v in values]}) + "\n")
-            out.flush()
-
-    def on_group(arm, msg):
-        record(arm, "group", msg.name, msg.cmd)
-        if msg.name == names.INTERBOTIX_ARM_GROUP and len(msg.cmd) == arm_dim - 1:
-            positions[arm][: arm_dim - 1] = msg.cmd
-
-    def on_single(arm, msg):
-        record(arm, "single", msg.name, [msg.cmd])
-        if msg.name == "gripper":
-            positions[arm][arm_dim - 1] = msg.cmd
-
-    def on_array(arm, msg):
-        record(arm, "array", "", msg.data)
-        if len(msg.data) == arm_dim:
-            positions[arm][:] = msg.data
-
-    def on_trajectory(arm, msg):
-        values = msg.points[0].positions if msg.points else []
-        record(arm, "trajectory", ",".join(msg.joint_names), values)
-        if len(values) == arm_dim:
-            positions[arm][:] = values
-
-    for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
-        if args.backend == "interbotix":
-            from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-
-            node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
-                                     lambda m, a=arm: on_group(a, m), STATUS_QOS)
-            node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
-                                     lambda m, a=arm: on_single(a, m), STATUS_QOS)
-        elif args.backend == "forward_position":
-            from std_msgs.msg import Float64MultiArray
-
-            node.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                     lambda m, a=arm: on_array(a, m), STATUS_QOS)
-        else:
-            from trajectory_msgs.msg import JointTrajectory
-
-            node.create_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                     lambda m, a=arm: on_trajectory(a, m), STATUS_QOS)
-
-    state_pubs = [node.create_publisher(JointState, topic, SENSOR_QOS) for topic in names.FOLLOWER_JOINT_STATE_TOPICS]
-    order = [names.ARM_JOINTS.index(n) if n in names.ARM_JOINTS else None for n in SHUFFLED_ARM_NAMES]
-
-    def publish_states():
-        stamp = node.get_clock().now().to_msg()
-        for arm, pub in enumerate(state_pubs):
-            values = positions[arm] + offset[0]
-            msg = JointState(name=list(SHUFFLED_ARM_NAMES),
-                             position=[float(values[k]) if k is not None else 0.03 for k in order])
-            msg.header.stamp = stamp
-            pub.publish(msg)
-
-    node.create_timer(1.0 / args.rate, publish_states)
-
-    cameras = [c for c in args.cameras.split(",") if c]
-    if cameras:
-        camera_pubs = [node.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in cameras]
-        rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
-        count = [0]
-
-        def publish_images():
-            now = node.get_clock().now().nanoseconds * 1e-9
-            for pub in camera_pubs:
-                pub.publish(rgb_to_image(frames[count[0] % len(frames)], Image, now))
-            count[0] += 1
-
-        node.create_timer(1.0 / args.camera_rate, publish_images)
-
-    def read_stdin():
-        for line in sys.stdin:
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == "offset":
-                offset[0] = float(parts[1])
-        # stdin closed: the test is done with us
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        out.close()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_fake_robot_main(sys.argv[1:]))

@@ -12,7 +12,7 @@ interface a learned policy uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import mujoco as mj
 import numpy as np
@@ -22,7 +22,7 @@ from oft_sim.simulator import ACTION_DIM, AlohaSim
 EPISODE_STEPS = 400
 """Steps of a scripted transfer-cube episode (8 s at 50 Hz)."""
 
-JOINT_COST_INV = 1.0 / np.array([1.0, 1.0, 1.0, 20.0, 1.0, 20.0])  # forearm_roll, wrist_rotate cost 20x
+JOINT_COST_INV = 1.0 / np.array([1.0, 1.0, 1.0, 20.0, 1.0, 2.0])  # forearm_roll 20x, wrist_rotate 2x
 
 GRIPPER_OPEN = 1.0
 GRIPPER_CLOSED = 0.0
@@ -30,10 +30,31 @@ GRIPPER_CLOSED = 0.0
 
 @dataclass(frozen=True)
 class Waypoint:
+    """Where one gripper should be at `step`. The gripper always points along the heading
+    from its arm's base to `position` (the vx300s has no wrist yaw, so any other heading
+    would need the arm to contort); `pitch` tilts it down (rad), `roll` turns it about
+    its own pointing axis (rad)."""
+
     step: int
     position: Tuple[float, float, float]  # grasp point between the fingers, world frame (m)
-    quat: Tuple[float, float, float, float]  # gripper_link orientation, world frame (w, x, y, z)
+    pitch: float
+    roll: float
     gripper: float  # normalized opening
+
+
+def gripper_quat(base_xy, position, pitch: float, roll: float) -> np.ndarray:
+    """gripper_link orientation (w, x, y, z): heading from the base, then pitch, then roll."""
+    heading = np.arctan2(position[1] - base_xy[1], position[0] - base_xy[0])
+    turned = _mul(_quat([0, 0, 1], heading), _quat([0, 1, 0], pitch))
+    return _mul(turned, _quat([1, 0, 0], roll))
+
+
+def square_to_world_roll(base_xy, position, pitch: float) -> float:
+    """Roll that turns the fingers' closing axis perpendicular to world x, so they close on
+    the faces of an axis-aligned cube whatever the arm's heading (the vx300s cannot yaw
+    its wrist; with the gripper pitched down, rolling it does that job)."""
+    heading = np.arctan2(position[1] - base_xy[1], position[0] - base_xy[0])
+    return float(np.arctan(np.tan(heading) / np.sin(pitch)))
 
 
 def _quat(axis, angle) -> np.ndarray:
@@ -48,31 +69,22 @@ def _mul(a, b) -> np.ndarray:
     return q
 
 
-def _slerp(q0, q1, s) -> np.ndarray:
-    q0, q1 = np.asarray(q0), np.asarray(q1)
-    dot = float(np.dot(q0, q1))
-    if dot < 0:
-        q1, dot = -q1, -dot
-    if dot > 0.9995:
-        q = q0 + s * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = np.arccos(dot)
-    return (np.sin((1 - s) * theta) * q0 + np.sin(s * theta) * q1) / np.sin(theta)
-
-
 def interpolate(waypoints: Sequence[Waypoint], step: int):
-    """Pose and gripper at `step`: linear in position and opening, slerp in orientation."""
+    """(position, pitch, roll, gripper) at `step`, eased in and out between waypoints."""
     if step <= waypoints[0].step:
         w = waypoints[0]
-        return np.array(w.position), np.array(w.quat), w.gripper
+        return np.array(w.position), w.pitch, w.roll, w.gripper
     for w0, w1 in zip(waypoints, waypoints[1:]):
         if w0.step <= step <= w1.step:
             s = (step - w0.step) / max(w1.step - w0.step, 1)
-            s = 0.5 - 0.5 * np.cos(np.pi * s)  # ease in/out: no velocity jumps at waypoints
-            position = (1 - s) * np.array(w0.position) + s * np.array(w1.position)
-            return position, _slerp(w0.quat, w1.quat, s), (1 - s) * w0.gripper + s * w1.gripper
+            s = 0.5 - 0.5 * np.cos(np.pi * s)  # no velocity jumps at waypoints
+
+            def mix(a, b):
+                return (1 - s) * np.asarray(a) + s * np.asarray(b)
+
+            return mix(w0.position, w1.position), mix(w0.pitch, w1.pitch), mix(w0.roll, w1.roll), mix(w0.gripper, w1.gripper)
     w = waypoints[-1]
-    return np.array(w.position), np.array(w.quat), w.gripper
+    return np.array(w.position), w.pitch, w.roll, w.gripper
 
 
 class ArmIK:
@@ -90,7 +102,9 @@ class ArmIK:
         self.limits = np.array([model.jnt_range[i] for i in ids])
         finger_geoms = [f"{prefix}/10_left_gripper_finger", f"{prefix}/10_right_gripper_finger"]
         self._finger_geoms = [mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, g) for g in finger_geoms]
+        self._base = mj.mj_name2id(model, mj.mjtObj.mjOBJ_BODY, prefix)
         self.grasp_offset = np.zeros(3)  # set by calibrate()
+        self.base_xy = np.zeros(2)
 
     def calibrate(self, qpos: np.ndarray) -> None:
         """Grasp point = midpoint of the two finger geoms, in the gripper_link frame."""
@@ -98,11 +112,21 @@ class ArmIK:
         mid = np.mean([self.data.geom_xpos[g] for g in self._finger_geoms], axis=0)
         rotation = self.data.xmat[self.body].reshape(3, 3)
         self.grasp_offset = rotation.T @ (mid - self.data.xpos[self.body])
+        self.base_xy = self.data.xpos[self._base][:2].copy()
 
     def pose(self, qpos: np.ndarray):
         """(grasp point, gripper_link quat) at these joint values."""
         self._forward(qpos)
         return self._grasp_point(), self.data.xquat[self.body].copy()
+
+    def start_waypoint(self, qpos: np.ndarray, gripper: float) -> Waypoint:
+        """Waypoint at step 0: the gripper where these joint values put it."""
+        self._forward(qpos)
+        pointing = self.data.xmat[self.body].reshape(3, 3)[:, 0]
+        return Waypoint(0, tuple(self._grasp_point()), float(np.arcsin(-pointing[2])), 0.0, gripper)
+
+    def quat(self, position, pitch: float, roll: float) -> np.ndarray:
+        return gripper_quat(self.base_xy, position, pitch, roll)
 
     def solve(self, arm_q: np.ndarray, position, quat, iterations: int = 30) -> np.ndarray:
         q = np.array(arm_q, dtype=np.float64)
@@ -148,42 +172,54 @@ GRASP_PITCH = np.pi / 3
 HANDOVER_STEP = 215
 """Step at which the right gripper holds the cube still at the meeting point."""
 
+MEET = np.array([0.0, 0.5, 0.25])
+"""Where the right gripper brings the cube for the handover (world frame, m)."""
+
+GRASP_ABOVE_CENTER = 0.01
+"""Grasp point height above the cube's centre (m): low enough to hold it, high enough that
+the finger tips clear the table."""
+
 
 def transfer_cube_waypoints(
-    cube: np.ndarray, left_start, right_start, handover_cube: np.ndarray = None
+    cube: np.ndarray,
+    left_start: Waypoint,
+    right_start: Waypoint,
+    right_base_xy,
+    handover_cube: Optional[np.ndarray] = None,
 ) -> Tuple[List[Waypoint], List[Waypoint]]:
-    """Right gripper picks the cube from above and lifts it to a meeting point; the left
-    gripper, fingers turned to close vertically, takes it from the -x side; right lets go.
+    """Right gripper picks the cube from above and lifts it to the meeting point; the left
+    gripper, turned so its fingers close vertically, takes it from the -x side; right lets go.
 
     `handover_cube` is where the cube actually is at HANDOVER_STEP (the arms sag under
     gravity, so the planner measures it in a first pass); None aims at the nominal point."""
     cube = np.asarray(cube, dtype=np.float64)
-    meet = np.array([0.0, 0.5, 0.25])
-    take = meet if handover_cube is None else np.asarray(handover_cube, dtype=np.float64)
-    # Right arm's base faces -x (turned 180 deg about z): pitch its gripper down about world y.
-    right_down = _mul(_quat([0, 1, 0], -GRASP_PITCH), _quat([0, 0, 1], np.pi))
-    left_level = _quat([1, 0, 0], np.pi / 2)  # fingers close along z
+    take = MEET if handover_cube is None else np.asarray(handover_cube, dtype=np.float64)
+    pick, up = GRASP_PITCH, 0.0
+    square = square_to_world_roll(right_base_xy, cube, pick)
+    grasp = cube + [0, 0, GRASP_ABOVE_CENTER]
+    away = MEET + [0.12, 0, 0.04]
     right = [
-        Waypoint(0, tuple(right_start[0]), tuple(right_start[1]), 0.1),
-        Waypoint(80, tuple(cube + [0, 0, 0.09]), tuple(right_down), GRIPPER_OPEN),
-        Waypoint(120, tuple(cube), tuple(right_down), GRIPPER_OPEN),
-        Waypoint(145, tuple(cube), tuple(right_down), GRIPPER_CLOSED),
-        Waypoint(160, tuple(cube + [0, 0, 0.02]), tuple(right_down), GRIPPER_CLOSED),
-        Waypoint(HANDOVER_STEP, tuple(meet), tuple(right_down), GRIPPER_CLOSED),
-        Waypoint(300, tuple(meet), tuple(right_down), GRIPPER_CLOSED),
-        Waypoint(320, tuple(meet), tuple(right_down), GRIPPER_OPEN),
-        Waypoint(360, tuple(meet + [0.12, 0, 0.04]), tuple(right_down), GRIPPER_OPEN),
-        Waypoint(EPISODE_STEPS, tuple(meet + [0.12, 0, 0.04]), tuple(right_down), GRIPPER_OPEN),
+        right_start,
+        Waypoint(80, tuple(grasp + [0, 0, 0.08]), pick, square, GRIPPER_OPEN),
+        Waypoint(120, tuple(grasp), pick, square, GRIPPER_OPEN),
+        Waypoint(150, tuple(grasp), pick, square, GRIPPER_CLOSED),
+        Waypoint(165, tuple(grasp + [0, 0, 0.02]), pick, square, GRIPPER_CLOSED),
+        Waypoint(HANDOVER_STEP, tuple(MEET), pick, 0.0, GRIPPER_CLOSED),
+        Waypoint(300, tuple(MEET), pick, 0.0, GRIPPER_CLOSED),
+        Waypoint(330, tuple(MEET), pick, 0.0, GRIPPER_OPEN),
+        Waypoint(370, tuple(away), pick, 0.0, GRIPPER_OPEN),
+        Waypoint(EPISODE_STEPS, tuple(away), pick, 0.0, GRIPPER_OPEN),
     ]
     grip = take + [-0.012, 0, 0]
+    vertical = np.pi / 2  # fingers close along z
     left = [
-        Waypoint(0, tuple(left_start[0]), tuple(left_start[1]), 0.1),
-        Waypoint(190, tuple(grip + [-0.12, 0, 0]), tuple(left_level), GRIPPER_OPEN),
-        Waypoint(250, tuple(grip), tuple(left_level), GRIPPER_OPEN),
-        Waypoint(280, tuple(grip), tuple(left_level), GRIPPER_CLOSED),
-        Waypoint(320, tuple(grip), tuple(left_level), GRIPPER_CLOSED),
-        Waypoint(370, tuple(grip + [-0.1, 0, 0]), tuple(left_level), GRIPPER_CLOSED),
-        Waypoint(EPISODE_STEPS, tuple(grip + [-0.1, 0, 0]), tuple(left_level), GRIPPER_CLOSED),
+        left_start,
+        Waypoint(190, tuple(grip + [-0.12, 0, 0]), up, vertical, GRIPPER_OPEN),
+        Waypoint(250, tuple(grip), up, vertical, GRIPPER_OPEN),
+        Waypoint(280, tuple(grip), up, vertical, GRIPPER_CLOSED),
+        Waypoint(330, tuple(grip), up, vertical, GRIPPER_CLOSED),
+        Waypoint(375, tuple(grip + [-0.1, 0, 0]), up, vertical, GRIPPER_CLOSED),
+        Waypoint(EPISODE_STEPS, tuple(grip + [-0.1, 0, 0]), up, vertical, GRIPPER_CLOSED),
     ]
     return left, right
 
@@ -193,8 +229,8 @@ def _solve(arms, qpos, waypoints, steps: int) -> np.ndarray:
     arm_q = [qpos[arm.qpos_index].copy() for arm in arms]
     for step in range(steps):
         for side, (arm, path) in enumerate(zip(arms, waypoints)):
-            position, quat, gripper = interpolate(path, step + 1)
-            arm_q[side] = arm.solve(arm_q[side], position, quat)
+            position, pitch, roll, gripper = interpolate(path, step + 1)
+            arm_q[side] = arm.solve(arm_q[side], position, arm.quat(position, pitch, roll))
             actions[step, 7 * side : 7 * side + 6] = arm_q[side]
             actions[step, 7 * side + 6] = gripper
     return actions
@@ -214,15 +250,17 @@ def scripted_trajectory(sim: AlohaSim, steps: int = EPISODE_STEPS) -> np.ndarray
     model = sim.physics.model.ptr
     qpos = np.array(sim.physics.data.qpos)
     arms = (ArmIK(model, "left"), ArmIK(model, "right"))
+    start_opening = sim.joint_positions()[[6, 13]]
     for arm in arms:
         arm.calibrate(qpos)
-    starts = [arm.pose(qpos) for arm in arms]
+    starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, start_opening)]
     cube = np.array(sim.physics.named.data.qpos["red_box_joint"][:3])
     cube[2] = sim.physics.named.model.geom_size["red_box"][2]  # resting on the table (z = 0)
-    nominal = _solve(arms, qpos, transfer_cube_waypoints(cube, *starts), steps)
+    right_base = arms[1].base_xy
+    nominal = _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, right_base), steps)
     scratch = AlohaSim(sim.task, cameras=())
     scratch.reset(sim.seed)
     for action in nominal[:HANDOVER_STEP]:
         scratch.step(action)
     handover_cube = np.array(scratch.physics.named.data.qpos["red_box_joint"][:3])
-    return _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, handover_cube), steps)
+    return _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, right_base, handover_cube), steps)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from oft_policy.names import CAMERA_NAMES
+from oft_policy.runtime.limits import VX300S_MAX_VELOCITY
 from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
 from oft_sim.simulator import (
     ACTION_DIM,
@@ -97,12 +98,14 @@ def test_insertion_scene_resets_and_steps():
     assert sim.reward == 0 and sim.steps == 1
 
 
-@pytest.mark.parametrize("seed", [5, 11])
+@pytest.mark.parametrize("seed", [5, 45])
 def test_scripted_policy_transfers_the_cube(sim, seed):
     sim.reset(seed)
     trajectory = scripted_trajectory(sim)
     assert trajectory.shape == (EPISODE_STEPS, ACTION_DIM)
-    assert np.all(np.abs(np.diff(trajectory, axis=0)) < 0.1)  # smooth: no joint jumps per 20 ms
+    # Within the executor's velocity limit, so a policy imitating it is never clamped.
+    speeds = np.abs(np.diff(np.vstack([sim.joint_positions(), trajectory]), axis=0)) / CONTROL_PERIOD_S
+    assert speeds.max() < VX300S_MAX_VELOCITY
     for action in trajectory:
         sim.step(action)
     assert sim.success and sim.reward == 4

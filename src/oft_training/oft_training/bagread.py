@@ -132,11 +132,11 @@ class BagDecoder:
         self.typestore = msgtypes.new_typestore()
         msgtypes.register_from_bag(self.typestore, reader.connections)
 
-    def messages(self, topics: Iterable[str], convert):
-        """Yield (topic, time_ns, convert(msg)) for the topics; undecodable ones are counted or raise."""
+    def messages(self, topics: Iterable[str], convert, start: Optional[int] = None):
+        """Yield (topic, time_ns, convert(msg)) for the topics (from ``start`` ns); undecodable ones are counted or raise."""
         wanted = set(topics)
         connections = [c for c in self.reader.connections if c.topic in wanted]
-        for conn, stamp, raw in self.reader.messages(connections=connections):
+        for conn, stamp, raw in self.reader.messages(connections=connections, start=start):
             try:
                 value = convert(conn.topic, self.typestore.deserialize_cdr(raw, conn.msgtype))
             except Exception as exc:  # any decode failure is data corruption, reported below

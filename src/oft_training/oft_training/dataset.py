@@ -20,7 +20,7 @@ import torch
 from oft_policy.normalization import NormalizationStats
 
 from oft_training.lerobot_format import (
-    ACTION_KEY, EPISODES_PATH_TEMPLATE, STATE_KEY, DatasetFormatError, image_key, read_info,
+    ACTION_KEY, STATE_KEY, DatasetFormatError, image_key, read_info,
 )
 
 import av  # noqa: E402  (imported after lerobot_format sets the encoder log level)

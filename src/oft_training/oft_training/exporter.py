@@ -29,7 +29,7 @@ from oft_policy import names
 from tqdm import tqdm
 
 from oft_training.bagread import (
-    BagDecoder, BagError, DecodeIssues, Series, arm_positions, combine_arms, float_array, image_array,
+    BagDecoder, BagError, DecodeIssues, arm_positions, combine_arms, float_array, image_array,
     latest_at_or_before, open_bag,
 )
 from oft_training.fitting import resolve_action_source
@@ -55,6 +55,7 @@ class ExportOptions:
     on_corrupt: str = "fail"
     codec: str = DEFAULT_CODEC
     robot_type: str = "aloha"
+    episode_topic: Optional[str] = None  # each message on it starts a new episode (split by receive time)
 
 
 @dataclass
@@ -106,48 +107,68 @@ class BagEpisode:
         self.bag, self.options = Path(bag), options
         self.camera_topics = {cam: names.camera_topic(cam) for cam in options.cameras}
 
-    def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> int:
+    def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> list:
+        """Write this bag's episodes; one outcome per episode: its frame count or the SkipEpisode reason."""
         reader = open_bag(self.bag)
         try:
             return self._write(reader, writer, issues)
         finally:
             reader.close()
 
-    def _write(self, reader, writer: LeRobotWriter, issues: DecodeIssues) -> int:
+    def _write(self, reader, writer: LeRobotWriter, issues: DecodeIssues) -> list:
         opts = self.options
         topics = {c.topic for c in reader.connections}
+        listing = ", ".join(sorted(topics))
         for cam, topic in self.camera_topics.items():
             if topic not in topics:
-                raise BagError(f"bag {self.bag} has no topic {topic} for camera {cam}; topics in the bag: {', '.join(sorted(topics))}")
+                raise BagError(f"bag {self.bag} has no topic {topic} for camera {cam}; topics in the bag: {listing}")
         source = resolve_action_source(topics, opts.action_source, opts.commanded_topic)
-        arm_topics = list(names.FOLLOWER_JOINT_STATE_TOPICS)
-        action_topics = [opts.commanded_topic] if source == "commanded" else list(names.LEADER_JOINT_STATE_TOPICS)
-        for topic in arm_topics + action_topics:
+        self.arm_topics = list(names.FOLLOWER_JOINT_STATE_TOPICS)
+        self.action_topics = [opts.commanded_topic] if source == "commanded" else list(names.LEADER_JOINT_STATE_TOPICS)
+        extra = [opts.episode_topic] if opts.episode_topic else []
+        for topic in self.arm_topics + self.action_topics + extra:
             if topic not in topics:
-                raise BagError(f"bag {self.bag} has no topic {topic}; topics in the bag: {', '.join(sorted(topics))}")
+                raise BagError(f"bag {self.bag} has no topic {topic}; topics in the bag: {listing}")
 
         decoder = BagDecoder(reader, opts.on_corrupt)
-        numeric = decoder.series(arm_topics + action_topics, self._numeric)
+        numeric = decoder.series(self.arm_topics + self.action_topics, self._numeric)
         image_times = self._image_times(decoder)
+        markers = [stamp for _, stamp, _ in decoder.messages(extra, lambda _t, m: None)] if extra else []
         issues.merge(decoder.issues)
+        bounds = [-(2**63)] + sorted(markers) + [2**63 - 1]
+        outcomes = []
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            try:
+                outcomes.append(self._write_window(reader, writer, numeric, image_times, source, low, high))
+            except SkipEpisode as skip:
+                outcomes.append(skip)
+        return outcomes
 
-        streams = {**numeric, **{self.camera_topics[c]: Series(t, np.zeros((len(t), 0))) for c, t in image_times.items()}}
-        empty = [topic for topic, s in streams.items() if len(s) == 0]
+    def _write_window(self, reader, writer, numeric, image_times, source, low: int, high: int) -> int:
+        """One episode from the messages received in [low, high)."""
+        opts = self.options
+        streams = {topic: s.times for topic, s in numeric.items()}
+        streams.update({self.camera_topics[c]: t for c, t in image_times.items()})
+        inside = {topic: t[(t >= low) & (t < high)] for topic, t in streams.items()}
+        empty = [topic for topic, t in inside.items() if t.shape[0] == 0]
+        if len(empty) == len(inside):
+            return 0  # nothing was recorded between these markers
         if empty:
             raise SkipEpisode(f"no messages: {', '.join(empty)}")
-        times = frame_times([s.times for s in streams.values()], opts.fps)
+        times = frame_times(list(inside.values()), opts.fps)
         if times.shape[0] < opts.min_frames:
             raise SkipEpisode(f"too short: {times.shape[0]} frames < {opts.min_frames}")
-        for topic, s in streams.items():
-            gap = largest_gap(s.times, int(times[0]), int(times[-1]))
+        for topic, t in inside.items():
+            gap = largest_gap(t, int(times[0]), int(times[-1]))
             if gap > opts.max_gap_s:
                 raise SkipEpisode(f"gap: {gap:.3f} s without messages on {topic} (max {opts.max_gap_s} s)")
 
-        state = combine_arms([numeric[t] for t in arm_topics], times)
+        state = combine_arms([numeric[t] for t in self.arm_topics], times)
         if source == "commanded":
-            action = numeric[opts.commanded_topic].values[latest_at_or_before(numeric[opts.commanded_topic].times, times)]
+            commanded = numeric[opts.commanded_topic]
+            action = commanded.values[latest_at_or_before(commanded.times, times)]
         else:
-            action = combine_arms([numeric[t] for t in action_topics], times)
+            action = combine_arms([numeric[t] for t in self.action_topics], times)
         writer.begin_episode()
         self._stream_frames(reader, writer, image_times, times)
         writer.end_episode(state, action, opts.instruction)
@@ -173,23 +194,24 @@ class BagEpisode:
         return out
 
     def _stream_frames(self, reader, writer: LeRobotWriter, image_times: Dict[str, np.ndarray], times: np.ndarray) -> None:
-        """Second pass: decode only the chosen image messages, each pushed once per frame that uses it."""
+        """Second pass from the first image used: decode only the chosen messages, each pushed once per frame."""
         chosen = {cam: latest_at_or_before(t, times) for cam, t in image_times.items()}
-        cursor = {cam: 0 for cam in chosen}  # next frame to fill
-        ordinal = {cam: -1 for cam in chosen}  # index of the current message among the good ones
+        first = min(int(t[chosen[cam][0]]) for cam, t in image_times.items())
+        # Ordinals count the messages the first pass kept; skipped (undecodable) ones fail here again.
+        ordinal = {cam: int(np.searchsorted(t, first, side="left")) - 1 for cam, t in image_times.items()}
+        cursor = {cam: 0 for cam in chosen}
         camera_of = {topic: cam for cam, topic in self.camera_topics.items()}
-        second_pass = BagDecoder(reader, "skip")  # the first pass already reported or failed on bad messages
+        second_pass = BagDecoder(reader, "skip")
         last = times.shape[0]
-        for topic, _, msg in second_pass.messages(camera_of, lambda _t, m: m):
+        for topic, _, image in second_pass.messages(camera_of, lambda _t, m: image_array(m), start=first):
             cam = camera_of[topic]
             ordinal[cam] += 1
             picks = chosen[cam]
-            if cursor[cam] >= last or picks[cursor[cam]] != ordinal[cam]:
-                continue
-            image = image_array(msg)
             while cursor[cam] < last and picks[cursor[cam]] == ordinal[cam]:
                 writer.add_frame(cam, image)
                 cursor[cam] += 1
+            if all(cursor[c] >= last for c in cursor):
+                break
 
 
 class Hdf5Episode:
@@ -225,13 +247,13 @@ class Hdf5Episode:
                         "uint8 (JPEG-compressed episodes are not supported)"
                     )
             if state.shape[0] < self.options.min_frames:
-                raise SkipEpisode(f"too short: {state.shape[0]} frames < {self.options.min_frames}")
+                return [SkipEpisode(f"too short: {state.shape[0]} frames < {self.options.min_frames}")]
             writer.begin_episode()
             for cam, frames in images.items():
                 for k in range(state.shape[0]):
                     writer.add_frame(cam, np.asarray(frames[k], dtype=np.uint8))
             writer.end_episode(state, action, self.options.instruction)
-            return int(state.shape[0])
+            return [int(state.shape[0])]
 
 
 def episode_sources(paths: Sequence, options: ExportOptions) -> list:
@@ -268,11 +290,13 @@ def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) 
     try:
         for source in tqdm(sources, desc="exporting", unit="episode", disable=not progress):
             label = str(getattr(source, "bag", getattr(source, "path", "")))
-            try:
-                report.frames += source.write(writer, report.issues)
-                report.episodes += 1
-            except SkipEpisode as skip:
-                report.skipped.append((label, str(skip)))
+            outcomes = source.write(writer, report.issues)
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, SkipEpisode):
+                    report.skipped.append((label if len(outcomes) == 1 else f"{label} episode {index}", str(outcome)))
+                elif outcome:
+                    report.frames += outcome
+                    report.episodes += 1
         if report.episodes == 0:
             reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped)
             raise ExportError(f"no usable episode ({reasons})")

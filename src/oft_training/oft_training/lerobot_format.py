@@ -1,8 +1,9 @@
 """Write a LeRobotDataset v3.0 directory, the layout LeRobot's v3.0 loader reads.
 
-Validated against the loader of LeRobot 0.4.x (huggingface/lerobot,
-``src/lerobot/datasets/utils.py`` and ``lerobot_dataset.py``, codebase
-version "v3.0"). What that loader reads, and therefore what is written here:
+Checked against LeRobot's v3.0 loader (CODEBASE_VERSION "v3.0", the format of
+the lerobot 0.4 releases): huggingface/lerobot ``src/lerobot/datasets/utils.py``
+at commit 00448aa1 and ``lerobot_dataset.py`` at commit 00536c6c (see the
+package README). What that loader reads, and therefore what is written here:
 
 - ``meta/info.json``: codebase_version, fps, features (dtype, shape, names;
   video features carry an ``info`` block), data_path / video_path templates,
@@ -97,16 +98,17 @@ class ImageStats:
     def add(self, frame: np.ndarray) -> None:
         # A strided pixel grid (as LeRobot, which downsamples images for stats): exact min/max
         # are not needed, and full-resolution float math would cost more than the video encoding.
-        stride = max(1, min(frame.shape[0], frame.shape[1]) // 64)
+        stride = max(1, min(frame.shape[0], frame.shape[1]) // 32)
         pixels = frame[::stride, ::stride].reshape(-1, 3)
         wide = pixels.astype(np.int64)
-        self.total += wide.sum(axis=0) / 255.0
+        frame_total = wide.sum(axis=0) / 255.0
+        self.total += frame_total
         self.total_sq += (wide * wide).sum(axis=0) / 255.0**2
         self.low = np.minimum(self.low, pixels.min(axis=0) / 255.0)
         self.high = np.maximum(self.high, pixels.max(axis=0) / 255.0)
         self.pixels += pixels.shape[0]
         self.frames += 1
-        self.frame_means.append(wide.mean(axis=0) / 255.0)
+        self.frame_means.append(frame_total / pixels.shape[0])
 
     def to_dict(self) -> dict:
         mean = self.total / self.pixels

@@ -38,6 +38,7 @@ def write_bag(
     path, seconds: float = 1.0, joint_hz: float = 100.0, camera_hz: float = 30.0,
     cameras: Sequence[str] = names.CAMERA_NAMES, image_hw=(32, 32), storage: str = "mcap",
     commanded_action: bool = False, corrupt_topic: Optional[str] = None, extra_joints: bool = True,
+    markers: Sequence[float] = (), marker_topic: str = "/oft/episode_start",
 ) -> Path:
     """Write a bag of the suite's standard topics; ``corrupt_topic`` gets one truncated message mid-way."""
     store = msgtypes.new_typestore()
@@ -78,6 +79,9 @@ def write_bag(
             msg = Image(header=header(t_ns), height=height, width=width, encoding="rgb8", is_bigendian=0,
                         step=width * 3, data=data)
             events.append((t_ns + c, names.camera_topic(cam), msgtypes.IMAGE, msg))
+    Bool = store.types[msgtypes.BOOL]
+    for t in markers:  # episode boundaries (std_msgs/Bool), received at t seconds
+        events.append((T0_NS + int(round(t * 1e9)), marker_topic, msgtypes.BOOL, Bool(data=True)))
     events.sort(key=lambda e: e[0])
     corrupt_at = None
     if corrupt_topic is not None:

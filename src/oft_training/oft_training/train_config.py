@@ -17,6 +17,7 @@ SECTIONS = {
     "model": {
         "backbone": "tiny",              # tiny | openvla
         "openvla_path": None,            # local copy of openvla/openvla-7b (backbone openvla)
+        "load_base_weights": True,       # false: 7B-sized random weights (memory/speed benchmarks only)
         "freeze_vision_backbone": True,  # FiLM layers still train
         "action_head": "l1_regression",  # l1_regression (parallel decoding) | last_token_mlp
         "chunk_size": 25,

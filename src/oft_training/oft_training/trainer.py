@@ -322,7 +322,8 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> TrainRes
 def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, output_dir, checkpoint, progress):
     tcfg, ocfg, dcfg = config["training"], config["optimizer"], config["ddp"]
     seed, batch_size, accum, max_steps = tcfg["seed"], tcfg["batch_size"], tcfg["grad_accumulation"], tcfg["max_steps"]
-    model = build_model(oft_config, device=device, dtype=torch.float32, seed=seed)
+    # Weights in the backbone's training dtype: fp32 on CPU, bf16 on GPU (as openvla-oft trains).
+    model = build_model(oft_config, device=device, seed=seed, load_base_weights=config["model"]["load_base_weights"])
     tokenizer = build_tokenizer(oft_config)
     batcher = Batcher(oft_config, tokenizer, device)
     freeze_unused_parameters(model, batcher([train_set[0]], train=False))

@@ -69,20 +69,23 @@ def _publish_and_record(bag_dir, storage, steps=60):
 def test_record_fit_export_read_back(tmp_path, storage):
     bag = tmp_path / "episode_000"
     summary = _publish_and_record(bag, storage)
-    assert all(count >= 50 for count in summary.message_counts.values()), summary.message_counts
+    assert all(count >= 40 for count in summary.message_counts.values()), summary.message_counts
 
     reader = open_bag(bag)
     try:
         assert all(c.digest.startswith("RIHS01_") and c.ext.offered_qos_profiles for c in reader.connections)
+        # The publishers' own QoS (reliable, as rclpy's depth-10 default) is what the bag records.
+        from rosbags.interfaces import QosReliability
+
+        assert all(q.reliability == QosReliability.RELIABLE for c in reader.connections for q in c.ext.offered_qos_profiles)
         assert {c.topic: c.msgtype for c in reader.connections}[names.camera_topic("cam_high")] == "sensor_msgs/msg/Image"
         assert all(c.msgdef.data for c in reader.connections)  # definitions stored: ros2 bag can decode
         follower = joint_samples(BagDecoder(reader), *names.FOLLOWER_JOINT_STATE_TOPICS)
     finally:
         reader.close()
     # Mapped by name: joint j of the left arm is k*0.01 + j*0.1, the right arm adds 1.
-    k = np.round((follower[:, 0]) / 0.01)
-    np.testing.assert_allclose(follower[:, 1:7] - follower[:, :1], np.tile(np.arange(1, 7) * 0.1, (len(k), 1)), atol=1e-9)
-    np.testing.assert_allclose(follower[:, 7] - follower[:, 0], 1.0, atol=0.011)  # right arm may lag one message
+    np.testing.assert_allclose(follower[:, 1:7] - follower[:, :1], np.tile(np.arange(1, 7) * 0.1, (len(follower), 1)), atol=1e-9)
+    np.testing.assert_allclose(follower[:, 7] - follower[:, 0], 1.0, atol=0.031)  # right arm may lag a message or two
 
     stats_path = tmp_path / "stats.json"
     assert fit_cli.main(["--bags", str(bag), "--out", str(stats_path)]) == 0
@@ -95,16 +98,16 @@ def test_record_fit_export_read_back(tmp_path, storage):
                             "--cameras", *CAMERAS, "--fps", "25", "--min-frames", "5"]) == 0
     table = EpisodeTable(out)
     info = json.loads((out / "meta" / "info.json").read_text())
-    duration = summary.message_counts and info["total_frames"] / 25
+    duration = info["total_frames"] / 25
     assert 1.0 <= duration <= 2.5 and table.num_frames == info["total_frames"]
     # Alignment: the commanded action k and the image level 4k were published together; at a frame,
-    # the action is the newest at or before it, so the image may be at most one step older or newer.
+    # the action is the newest at or before it, so the image may be a step older or newer (two under load).
     dataset = ChunkDataset(out, chunk_size=5, stats=stats)
     raw_actions = table.action[:, 0]
     assert np.all(np.diff(raw_actions) >= 0)
     for i in range(0, len(dataset), 7):
         level = dataset[i]["images"][0].mean()
-        assert abs(level - 4 * raw_actions[i]) <= 4 * 1.0 + 3, (i, level, raw_actions[i])
+        assert abs(level - 4 * raw_actions[i]) <= 4 * 2 + 3, (i, level, raw_actions[i])
     # Reading back yields the recorded values: states are follower samples, actions commanded ones.
     np.testing.assert_allclose(table.state[:, 1] - table.state[:, 0], 0.1, atol=1e-5)
     assert set(np.unique(raw_actions)) <= set(float(k) for k in range(60))
@@ -137,13 +140,25 @@ def test_frame_times_rule():
     assert times.tolist() == [10, 20, 30, 40, 50, 60, 70, 80, 90]  # from max(first) to min(last)
 
 
-def test_fit_reports_zero_variance_and_skipped_corrupt(tmp_path):
+def test_fit_reports_zero_variance_and_skipped_corrupt(tmp_path, monkeypatch, capsys):
+    moving = synthetic.follower_positions
+
+    def gripper_never_moves(t):
+        values = moving(t)
+        values[names.ALOHA_JOINT_NAMES.index("left_gripper")] = 0.3
+        return values
+
+    monkeypatch.setattr(synthetic, "follower_positions", gripper_never_moves)
     bag = synthetic.write_bag(tmp_path / "bag", seconds=0.5, cameras=CAMERAS, corrupt_topic="/follower_right/joint_states")
     with pytest.raises(BagError, match="undecodable message on /follower_right/joint_states"):
         fit_from_bags([bag], progress=False)
     result = fit_from_bags([bag], on_corrupt="skip", progress=False)
     assert result.issues.total == 1
-    assert result.stats.zero_variance_proprio == ()
+    assert result.stats.zero_variance_proprio == ("left_gripper",)
+    assert fit_cli.main(["--bags", str(bag), "--out", str(tmp_path / "stats.json"), "--skip-corrupt"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-variance proprio dims: left_gripper" in out
+    assert "1 undecodable on /follower_right/joint_states" in out and "undecodable messages skipped: 1" in out
 
 
 def test_bad_input_missing_camera_topic(tmp_path, capsys):
@@ -194,3 +209,67 @@ def test_hdf5_import(tmp_path):
     np.testing.assert_allclose(table.action, qpos + 1, atol=1e-6)
     frames = table.decode_episode("cam_high", 0)
     assert np.abs(frames.reshape(steps, -1).mean(1) - np.arange(steps) * 8).max() < 2.0
+
+
+def test_episode_markers_split_a_bag(tmp_path):
+    bag = synthetic.write_bag(tmp_path / "bag", seconds=2.0, cameras=CAMERAS, markers=(0.8, 1.5))
+    report = export([bag], tmp_path / "ds", ExportOptions("x", cameras=CAMERAS, min_frames=20,
+                                                          episode_topic="/oft/episode_start"), progress=False)
+    # Each window runs from the first time all streams have a message in it to the earliest last
+    # message in it (camera at 30 Hz): [0, 0.767] -> 39 frames, [0.8, 1.467] -> 34, [1.5, 1.967] -> 24.
+    table = EpisodeTable(tmp_path / "ds")
+    lengths = table.episodes["length"].tolist()
+    assert report.episodes == len(lengths) == 3 and not report.skipped
+    assert lengths == [39, 34, 24]
+    # Second episode starts at the first frame time after the marker: follower state at 0.8 s.
+    first = table.episode_range(1)[0]
+    np.testing.assert_allclose(table.state[first], synthetic.follower_positions(0.8), atol=1e-6)
+    stats = NormalizationStats.fit(table.state, table.action, names.ALOHA_JOINT_NAMES)
+    dataset = ChunkDataset(tmp_path / "ds", chunk_size=5, stats=stats)
+    sample = dataset[first]
+    assert sample["frame_index"] == 0 and abs(sample["images"][0].mean() - synthetic.image_level(24)) < 1.5
+
+
+def test_record_console_script_stops_cleanly_on_sigint(tmp_path, ros_env):
+    """`record` in its own process: Ctrl-C closes the bag (metadata.yaml written), exit code 0."""
+    import signal
+    import subprocess
+    import sys
+
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    bag = tmp_path / "bag"
+    command = [sys.executable, "-m", "oft_training.cli.record", "--out", str(bag), "--cameras", "cam_high",
+               "--no-leaders", "--storage", "sqlite3"]
+    recorder = subprocess.Popen(command, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = Node("test_record_cli_publisher")
+    try:
+        publisher = node.create_publisher(JointState, names.FOLLOWER_JOINT_STATE_TOPICS[0], 10)
+        deadline = time.monotonic() + 30
+        while publisher.get_subscription_count() == 0:
+            assert recorder.poll() is None and time.monotonic() < deadline, "record never subscribed"
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(1.0)  # discovery completes on the subscriber's side too
+        for k in range(20):
+            publisher.publish(JointState(name=list(names.ARM_JOINTS), position=[0.1 * k] * 7))
+            time.sleep(0.02)
+        time.sleep(0.5)
+        recorder.send_signal(signal.SIGINT)
+        output, _ = recorder.communicate(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait(timeout=10)
+        node.destroy_node()
+        rclpy.shutdown()
+    assert recorder.returncode == 0, output[-2000:]
+    reader = open_bag(bag)
+    try:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    finally:
+        reader.close()
+    assert set(counts) == {names.FOLLOWER_JOINT_STATE_TOPICS[0]}, (counts, output[-1000:])
+    assert 15 <= counts[names.FOLLOWER_JOINT_STATE_TOPICS[0]] <= 20, counts  # best effort: rare drops under load

@@ -106,3 +106,27 @@ def test_lr_schedule_shape():
     assert values[0] == pytest.approx(1e-4) and values[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert values[-1] == pytest.approx(1e-6, abs=1e-6)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
+    """Same LR schedule and data order after a resume: the weights match a run that never stopped."""
+    import shutil
+
+    import torch
+
+    out = tmp_path / "run"
+    config = load_config(TINY_CONFIG, [
+        f"data.dataset={tiny_dataset}", f"training.output_dir={out}", "training.max_steps=6",
+        "training.checkpoint_every=3", "training.validate_every=100", "training.logger=none",
+    ])
+    train(config, progress=False)
+    uninterrupted = torch.load(out / "checkpoints" / "step_0000006" / "training_state.pt", weights_only=False)
+    shutil.rmtree(out / "checkpoints" / "step_0000006")  # as if the run died after step 3's checkpoint
+    result = train(config, resume=True, progress=False)
+    assert result.start_step == 3 and result.final_checkpoint.name == "step_0000006"
+    resumed = torch.load(result.final_checkpoint / "training_state.pt", weights_only=False)
+    assert resumed["model"].keys() == uninterrupted["model"].keys()
+    for name, value in uninterrupted["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(TrainConfigError, match="already holds checkpoints"):
+        train(config, progress=False)

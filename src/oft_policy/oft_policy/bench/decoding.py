@@ -10,7 +10,9 @@ and inputs:
   bidirectional attention, then the L1 regression head.
 
 Both produce the same full chunk, so actions/s = chunk_size / median latency
-and the ratio is parallel over autoregressive. Timed: the model call on
+and the ratio is parallel over autoregressive. The two are timed interleaved
+(one autoregressive call, then a share of the parallel calls, repeated) so a
+change in machine load hits both alike. Timed: the model call on
 preprocessed inputs (images already tensors, prompt already tokenized), with
 device synchronization on GPU. ``--backbone 7b-random`` builds OpenVLA-7B's
 published dimensions with random weights (bf16; meant for a GPU).
@@ -76,18 +78,29 @@ def _build(backbone: str, setting: dict, device: str, workdir: Path):
     return model, (pixel_values, input_ids.to(device), attention_mask.to(device), proprio)
 
 
-def _time(fn, iters: int, warmup: int, device: str) -> list:
+def _time_interleaved(parallel_fn, ar_fn, iters: int, ar_iters: int, warmup: int, device: str):
+    """Latencies (ms) of both decodings, interleaved so that both see the same machine load.
+
+    Each round times one autoregressive call and then its share of the parallel calls.
+    """
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    latencies = []
-    for _ in range(iters):
+
+    def timed(fn):
         start = time.perf_counter()
         fn()
         sync()
-        latencies.append((time.perf_counter() - start) * 1e3)
-    return latencies
+        return (time.perf_counter() - start) * 1e3
+
+    for _ in range(warmup):
+        parallel_fn()
+    ar_fn()
+    sync()
+    parallel, autoregressive = [], []
+    for round_index in range(ar_iters):
+        autoregressive.append(timed(ar_fn))
+        share = iters * (round_index + 1) // ar_iters - iters * round_index // ar_iters
+        parallel.extend(timed(parallel_fn) for _ in range(share))
+    return parallel, autoregressive
 
 
 def _percentiles(latencies_ms: list) -> dict:
@@ -99,8 +112,9 @@ def bench_setting(backbone: str, setting: dict, device: str, iters: int, ar_iter
     with tempfile.TemporaryDirectory() as tmp:
         model, inputs = _build(backbone, setting, device, Path(tmp))
     with torch.inference_mode():
-        parallel = _time(lambda: model(*inputs), iters, warmup, device)
-        autoregressive = _time(lambda: model.generate_autoregressive(*inputs), ar_iters, min(warmup, 1), device)
+        parallel, autoregressive = _time_interleaved(
+            lambda: model(*inputs), lambda: model.generate_autoregressive(*inputs), iters, ar_iters, warmup, device
+        )
     chunk = setting["chunk_size"]
     parallel_rate = chunk / (statistics.median(parallel) / 1e3)
     ar_rate = chunk / (statistics.median(autoregressive) / 1e3)

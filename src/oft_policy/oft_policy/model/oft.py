@@ -113,9 +113,7 @@ class OFTModel(nn.Module):
         for name, param in self.named_parameters():
             param.requires_grad_(self._is_trainable(name))
         if config.gradient_checkpointing:
-            enable = getattr(self.language_model, "activation_checkpointing_enable", None) \
-                or self.language_model.gradient_checkpointing_enable  # renamed in transformers 5
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.language_model.activation_checkpointing_enable({"use_reentrant": False})
 
     def _is_trainable(self, name: str) -> bool:
         if name.startswith(OFT_MODULE_PREFIXES) or name.startswith("projector."):
@@ -131,10 +129,6 @@ class OFTModel(nn.Module):
         return {name: p.detach() for name, p in self.named_parameters() if self._is_trainable(name)}
 
     # ---- sequence building -------------------------------------------------
-    @property
-    def llm_dtype(self) -> torch.dtype:
-        return self.language_model.model.embed_tokens.weight.dtype
-
     def _prefix(self, pixel_values, input_ids, attention_mask, proprio):
         """Embeddings [B, T, H] and key-validity mask [B, T] (bool) of BOS, patches, proprio, prompt."""
         config = self.config

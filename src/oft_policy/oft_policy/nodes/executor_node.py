@@ -7,6 +7,8 @@ result into arm commands, a DriftReport, ExecutorStatus (10 Hz) and diagnostics.
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 import time
 from typing import List
@@ -49,6 +51,11 @@ from oft_policy.runtime import (
 
 NODE_NAME = "executor_node"
 
+# A burst of chunks (e.g. a policy restarting) must not overflow the reader's history:
+# a lost chunk could be the valid one.
+CHUNK_BURST_QOS = copy.copy(CHUNK_QOS)
+CHUNK_BURST_QOS.depth = 100
+
 EXECUTOR_PARAMETERS = (
     ParamSpec("backend", "interbotix", "Output backend: 'interbotix' (xs driver JointGroupCommand/JointSingleCommand) or 'ros2_control'."),
     ParamSpec("control_rate_hz", 50.0, "Control tick rate in Hz; one action is executed per tick."),
@@ -79,6 +86,7 @@ EXECUTOR_PARAMETERS = (
     ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate."),
     ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
     ParamSpec("stats_window_s", 60.0, "Window of the tick-period and observation-to-command statistics in diagnostics."),
+    ParamSpec("realtime_priority", 0, "SCHED_FIFO priority (1-99) of the control thread; 0 keeps normal scheduling. Needs CAP_SYS_NICE; if refused, a warning and normal scheduling."),
 )
 
 
@@ -127,15 +135,17 @@ class ExecutorNode(Node):
         )
         self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))
         self.backend = make_backend(self, p, self.arm_columns, period)
+        self._request_realtime(int(p["realtime_priority"]))
 
         for i, topic in enumerate(topics):
             index_map = joint_state_index_map(arm_names, joint_names[self.arm_columns[i]], i * n)
             self.create_subscription(JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS)
-        self.create_subscription(ActionChunk, p["chunk_topic"], self._on_chunk, CHUNK_QOS)
+        self.create_subscription(ActionChunk, p["chunk_topic"], self._on_chunk, CHUNK_BURST_QOS)
         self.drift_pub = self.create_publisher(DriftReport, names.DRIFT_TOPIC, STATUS_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
         self.create_service(Trigger, "~/resume", self._on_resume)
+        self.create_service(Trigger, "~/reset_statistics", self._on_reset_statistics)
         self.create_timer(period, self._on_tick)
         self.create_timer(1.0 / p["status_rate_hz"], self._publish_status)
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
@@ -143,6 +153,16 @@ class ExecutorNode(Node):
             f"{p['backend']} backend at {rate:g} Hz to {', '.join(self.backend.topics())}; "
             f"chunks on {p['chunk_topic']} ({p['chunk_policy']})"
         )
+
+    def _request_realtime(self, priority: int) -> None:
+        """Real-time scheduling for this (the spinning, ticking) thread, so other load cannot delay ticks."""
+        if priority <= 0:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(priority, 99)))
+            self.get_logger().info(f"control thread runs SCHED_FIFO priority {min(priority, 99)}")
+        except (OSError, AttributeError) as exc:
+            self.get_logger().warn(f"realtime_priority {priority} refused ({exc}); normal scheduling")
 
     def _drift_scale(self, p, joint_names, limits) -> np.ndarray:
         if not p["stats_path"]:
@@ -178,6 +198,13 @@ class ExecutorNode(Node):
             self.get_logger().info(f"~/resume: {response.message}")
         else:
             self.get_logger().warn(f"~/resume refused: {response.message}")
+        return response
+
+    def _on_reset_statistics(self, request, response):
+        """Restart the tick-period, missed-tick and observation-to-command statistics (e.g. after warm-up)."""
+        self.ticks.reset_statistics()
+        self.core.obs_to_command_ms.clear()
+        response.success, response.message = True, "statistics restarted"
         return response
 
     # ---- the tick ------------------------------------------------------------------

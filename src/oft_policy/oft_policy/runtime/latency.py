@@ -22,6 +22,10 @@ class RollingStats:
     def __len__(self) -> int:
         return len(self._samples)
 
+    def clear(self) -> None:
+        self._samples.clear()
+        self.count = 0
+
     def percentiles(self, qs: Iterable[float] = (50, 99)) -> Dict[str, float]:
         """{'p50': ..., 'p99': ...}; NaN when empty."""
         qs = list(qs)
@@ -47,6 +51,11 @@ class TickMonitor:
         self.ticks = 0
         self.missed_ticks = 0
         self._last: Optional[float] = None
+
+    def reset_statistics(self) -> None:
+        """Forget periods and missed ticks so far (the tick count and the last tick stay)."""
+        self.periods_ms.clear()
+        self.missed_ticks = 0
 
     def on_tick(self, now_monotonic_s: float) -> None:
         self.ticks += 1

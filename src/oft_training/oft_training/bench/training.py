@@ -71,14 +71,19 @@ def main_impl(argv=None) -> int:
     per_step = (timed[-1] - timed[0]) / max(1, len(timed) - 1)
     samples_per_s = args.batch_size / per_step
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = torch.cuda.is_available() and config["training"]["device"] in ("auto", "cuda")
     m = config["model"]
+    device = torch.cuda.get_device_name() if gpu else "CPU (no GPU)"
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads, CPU (no GPU)")
+          f"{args.threads} threads, {device}")
     print(f"config: {Path(args.config).name}, backbone {m['backbone']}, image {m['image_size'] or 'native'}, "
           f"{len(cameras)} cameras, chunk {m['chunk_size']}, batch {args.batch_size}")
     print(f"steps timed: {len(timed) - 1} (after {args.warmup_steps} warm-up)")
     print(f"throughput: {samples_per_s:.1f} samples/s ({per_step * 1000:.1f} ms/step)")
     print(f"peak RSS: {peak_mib:.0f} MiB")
+    if gpu:
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved")
     return 0
 
 

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--commanded-action-topic", default=COMMANDED_ACTION_TOPIC)
     parser.add_argument("--max-gap", type=float, default=0.5, help="longest gap (s) in any stream before an episode is skipped")
     parser.add_argument("--min-frames", type=int, default=25, help="episodes shorter than this (one chunk) are skipped")
+    parser.add_argument("--episode-topic", default=None,
+                        help="split bags into episodes at each message on this topic (default: one episode per bag)")
     parser.add_argument("--skip-corrupt", action="store_true", help="skip undecodable messages (counted) instead of failing")
     parser.add_argument("--codec", default=DEFAULT_CODEC, help="PyAV video encoder (default libsvtav1, as LeRobot)")
     return parser
@@ -45,7 +47,7 @@ def main_impl(argv=None) -> int:
     options = ExportOptions(
         instruction=args.instruction, cameras=args.cameras, fps=args.fps, action_source=args.action_source,
         commanded_topic=args.commanded_action_topic, max_gap_s=args.max_gap, min_frames=args.min_frames,
-        on_corrupt="skip" if args.skip_corrupt else "fail", codec=args.codec,
+        on_corrupt="skip" if args.skip_corrupt else "fail", codec=args.codec, episode_topic=args.episode_topic,
     )
     report = export(args.bags, args.out, options)
     for line in report.lines():

@@ -42,38 +42,48 @@ def parse_extra_topics(specs) -> dict:
     return extra
 
 
+def spin_until_done(node, recorder: BagRecorder, duration: float, label: str) -> None:
+    """Spin until ``duration`` seconds passed (0: forever) or Ctrl-C / SIGTERM shut the context down."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + duration if duration > 0 else None
+    with tqdm(desc=f"recording {label}", unit="msg", mininterval=1.0) as bar:
+        seen = 0
+        try:
+            while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+                rclpy.spin_once(node, timeout_sec=0.1)
+                total = sum(recorder.message_counts.values())
+                bar.update(total - seen)
+                seen = total
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+
+
 def main_impl(argv=None) -> int:
     args = build_parser().parse_args(argv)
     topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic))
     import rclpy
     from rclpy.parameter import Parameter
-    from tqdm import tqdm
 
-    rclpy.init()
+    rclpy.init()  # rclpy's own handlers turn SIGINT/SIGTERM into a context shutdown
     node = rclpy.create_node("oft_bag_recorder")
     try:
         if args.use_sim_time:
             node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
         recorder = BagRecorder(node, topics, storage=args.storage)
         recorder.start(args.out)
-        deadline = time.monotonic() + args.duration if args.duration > 0 else None
-        with tqdm(desc=f"recording {args.out}", unit="msg", mininterval=1.0) as bar:
-            seen = 0
-            try:
-                while deadline is None or time.monotonic() < deadline:
-                    rclpy.spin_once(node, timeout_sec=0.1)
-                    total = sum(recorder.message_counts.values())
-                    bar.update(total - seen)
-                    seen = total
-            except KeyboardInterrupt:
-                pass
-        summary = recorder.stop()
-        recorder.close()
+        try:
+            spin_until_done(node, recorder, args.duration, args.out)
+        finally:
+            summary = recorder.stop()  # always close the bag: metadata.yaml makes it readable
         for topic, count in summary.message_counts.items():
             print(f"{topic}: {count} messages")
         print(f"wrote {summary.path} ({summary.total} messages)")
     finally:
-        node.destroy_node()
+        if rclpy.ok():
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -1,0 +1,187 @@
+"""A light stand-in for the arms and cameras, speaking the drivers' interfaces (tests, benchmarks).
+
+It subscribes to the executor's commands (Interbotix xs JointGroupCommand +
+JointSingleCommand, or ros2_control Float64MultiArray / JointTrajectory), moves
+its joints to each command at once (perfect tracking, plus an offset that can be
+set with `--stdin-control` and a stdin line `offset <value>`), publishes each arm's joint
+states as the Interbotix driver does (the 7 joint names plus the finger joints,
+in a scrambled order, so consumers must match names), and optionally publishes
+camera images stamped with the current time. With `--record PATH` it writes every
+command it receives as one JSON line. SIGINT (or, with `--stdin-control`, closing stdin) stops it.
+The MuJoCo simulator (oft_sim) is the full stand-in; this one costs almost no CPU.
+
+    python -m oft_policy.nodes.fake_robot --backend interbotix --cameras cam_high,cam_left_wrist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from oft_policy import names
+
+SCRAMBLED_ARM_NAMES = ("left_finger", "gripper", "wrist_rotate", "waist", "elbow", "shoulder", "right_finger",
+                       "forearm_roll", "wrist_angle")
+FINGER_POSITION = 0.03
+BACKENDS = ("interbotix", "forward_position", "joint_trajectory")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="fake_robot", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=BACKENDS, default="interbotix")
+    parser.add_argument("--initial", type=float, default=0.0, help="initial position of every joint")
+    parser.add_argument("--record", default="", help="append every received command to this JSON-lines file")
+    parser.add_argument("--rate", type=float, default=100.0, help="joint state rate (Hz)")
+    parser.add_argument("--cameras", default="", help="comma-separated camera names to publish images for")
+    parser.add_argument("--camera-rate", type=float, default=30.0)
+    parser.add_argument("--image-size", default="48x64", help="HxW of the published images")
+    parser.add_argument("--stdin-control", action="store_true",
+                        help="read `offset <value>` lines from stdin; end of input stops the process")
+    return parser.parse_args(argv)
+
+
+class FakeRobot:
+    def __init__(self, node, args):
+        from oft_policy.qos import SENSOR_QOS
+
+        self.node = node
+        self.arm_dim = len(names.ARM_JOINTS)
+        self.positions = [np.full(self.arm_dim, args.initial) for _ in names.FOLLOWER_ROBOTS]
+        self.offset = 0.0
+        self._record = open(args.record, "a") if args.record else None
+        self._lock = threading.Lock()
+        self._subscribe(args.backend)
+        from sensor_msgs.msg import JointState
+
+        self._joint_state_type = JointState
+        self._state_pubs = [node.create_publisher(JointState, t, SENSOR_QOS) for t in names.FOLLOWER_JOINT_STATE_TOPICS]
+        self._order = [names.ARM_JOINTS.index(n) if n in names.ARM_JOINTS else None for n in SCRAMBLED_ARM_NAMES]
+        node.create_timer(1.0 / args.rate, self.publish_states)
+        cameras = [c for c in args.cameras.split(",") if c]
+        if cameras:
+            self._start_cameras(cameras, args.camera_rate, tuple(int(v) for v in args.image_size.split("x")))
+
+    def _subscribe(self, backend: str) -> None:
+        from oft_policy.qos import STATUS_QOS
+
+        for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
+            if backend == "interbotix":
+                from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+
+                self.node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
+                                              lambda m, a=arm: self._on_group(a, m), STATUS_QOS)
+                self.node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
+                                              lambda m, a=arm: self._on_single(a, m), STATUS_QOS)
+            elif backend == "forward_position":
+                from std_msgs.msg import Float64MultiArray
+
+                self.node.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                              lambda m, a=arm: self._on_array(a, m), STATUS_QOS)
+            else:
+                from trajectory_msgs.msg import JointTrajectory
+
+                self.node.create_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                              lambda m, a=arm: self._on_trajectory(a, m), STATUS_QOS)
+
+    def _write(self, arm, kind, name, values) -> None:
+        if self._record is None:
+            return
+        with self._lock:
+            self._record.write(json.dumps({"t": time.time(), "arm": arm, "kind": kind, "name": name,
+                                           "values": [float(v) for v in values]}) + "\n")
+            self._record.flush()
+
+    def _on_group(self, arm, msg) -> None:
+        self._write(arm, "group", msg.name, msg.cmd)
+        if msg.name == names.INTERBOTIX_ARM_GROUP and len(msg.cmd) == self.arm_dim - 1:
+            self.positions[arm][: self.arm_dim - 1] = msg.cmd
+
+    def _on_single(self, arm, msg) -> None:
+        self._write(arm, "single", msg.name, [msg.cmd])
+        if msg.name == "gripper":
+            self.positions[arm][self.arm_dim - 1] = msg.cmd
+
+    def _on_array(self, arm, msg) -> None:
+        self._write(arm, "array", "", msg.data)
+        if len(msg.data) == self.arm_dim:
+            self.positions[arm][:] = msg.data
+
+    def _on_trajectory(self, arm, msg) -> None:
+        values = msg.points[0].positions if msg.points else []
+        self._write(arm, "trajectory", ",".join(msg.joint_names), values)
+        if len(values) == self.arm_dim:
+            self.positions[arm][:] = values
+
+    def publish_states(self) -> None:
+        stamp = self.node.get_clock().now().to_msg()
+        for arm, pub in enumerate(self._state_pubs):
+            values = self.positions[arm] + self.offset
+            msg = self._joint_state_type(
+                name=list(SCRAMBLED_ARM_NAMES),
+                position=[float(values[k]) if k is not None else FINGER_POSITION for k in self._order],
+            )
+            msg.header.stamp = stamp
+            pub.publish(msg)
+
+    def _start_cameras(self, cameras, rate_hz, size) -> None:
+        from sensor_msgs.msg import Image
+
+        from oft_policy.nodes.conversions import rgb_to_image
+        from oft_policy.qos import SENSOR_QOS
+
+        pubs = [self.node.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in cameras]
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)]
+        count = [0]
+
+        def publish_images():
+            now = self.node.get_clock().now().nanoseconds * 1e-9
+            for pub in pubs:
+                pub.publish(rgb_to_image(frames[count[0] % len(frames)], Image, now))
+            count[0] += 1
+
+        self.node.create_timer(1.0 / rate_hz, publish_images)
+
+    def read_commands(self, stream) -> None:
+        """`offset <value>` lines; end of input stops the process."""
+        for line in stream:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "offset":
+                self.offset = float(parts[1])
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def close(self) -> None:
+        if self._record is not None:
+            self._record.close()
+
+
+def main(argv=None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    rclpy.init()
+    node = rclpy.create_node("fake_robot")
+    robot = FakeRobot(node, args)
+    if args.stdin_control:
+        threading.Thread(target=robot.read_commands, args=(sys.stdin,), daemon=True).start()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        robot.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""policy_node: a managed (lifecycle) node that turns observations into action chunks.
+
+- configure: loads the checkpoint (the transition fails, with the reason logged and
+  in diagnostics, if it cannot) and subscribes to the checkpoint's cameras, the
+  arms' joint states and the executor's status;
+- activate: starts inference; deactivate: stops it; cleanup: unloads the model.
+
+A chunk is computed when the executor's queue falls below `queue_low_threshold`
+(or at `fixed_rate_hz`), from the newest frame of every camera and the newest
+joint state, never from inputs older than `max_input_age_s`. The policy
+normalizes proprio with the checkpoint's stats itself (`OFTPolicy.predict`).
+The chunk is stamped with the observation time (the oldest camera frame used);
+its `start_time` is when it is ready (observation time + input age + inference
+latency, plus `start_time_offset_s`), so row 0 runs at the first tick after it
+arrives instead of being dropped as overdue.
+
+Sequence numbers start from the wall clock in microseconds at each activation,
+so a restarted policy node continues above its predecessor's numbers and the
+executor (which refuses sequences that go backwards) accepts it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from oft_msgs.msg import ActionChunk, ExecutorStatus
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from oft_policy import names
+from oft_policy.nodes.conversions import (
+    ImageConversionError,
+    chunk_to_msg,
+    compressed_to_rgb,
+    image_to_rgb,
+    joint_state_index_map,
+    positions_by_name,
+    seconds_to_time,
+    time_to_seconds,
+)
+from oft_policy.nodes.params import ParamSpec, declare_parameters, read_parameters
+from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
+from oft_policy.runtime.chunks import Chunk
+from oft_policy.runtime.latency import RollingStats
+from oft_policy.runtime.policy_inputs import TRIGGER_MODES, ChunkTrigger, InputBuffer
+
+NODE_NAME = "policy_node"
+HALTED = ExecutorStatus.HALTED
+
+POLICY_PARAMETERS = (
+    ParamSpec("checkpoint_path", "", "Checkpoint directory to load on configure (weights, config, normalization stats)."),
+    ParamSpec("instruction", "", "Language instruction given to the policy; required."),
+    ParamSpec("device", "cpu", "Torch device for inference ('cpu', 'cuda', 'cuda:1', ...)."),
+    ParamSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)."),
+    ParamSpec("trigger", "queue", "When to compute a chunk: 'queue' (executor queue below queue_low_threshold) or 'fixed_rate'."),
+    ParamSpec("queue_low_threshold", -1, "queue trigger: request a chunk when ExecutorStatus.queue_depth falls below this; -1: half the chunk size."),
+    ParamSpec("fixed_rate_hz", 5.0, "fixed_rate trigger: chunks per second."),
+    ParamSpec("max_input_age_s", 0.5, "Inputs (camera frames, joint states) older than this are stale: no chunk is published."),
+    ParamSpec("fresh_frames_wait_s", 0.05, "Once a chunk is wanted, wait up to this long for camera frames newer than the request."),
+    ParamSpec("executor_confirm_timeout_s", 1.0, "After publishing, wait this long for the executor to report the chunk before requesting again."),
+    ParamSpec("camera_topics", None, "Image topic per checkpoint camera, in the checkpoint's camera order; unset: /<camera>/image_raw.", Parameter.Type.STRING_ARRAY),
+    ParamSpec("compressed_images", False, "Subscribe to sensor_msgs/CompressedImage on <camera topic>/compressed instead of raw images."),
+    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name)."),
+    ParamSpec("arm_joint_names", names.ARM_JOINTS, "Joint names each arm's joint states use, in the order of that arm's block of the checkpoint's joint names."),
+    ParamSpec("chunk_topic", names.ACTION_CHUNK_TOPIC, "oft_msgs/ActionChunk output topic."),
+    ParamSpec("executor_status_topic", names.EXECUTOR_STATUS_TOPIC, "oft_msgs/ExecutorStatus input topic (queue depth, last accepted sequence)."),
+    ParamSpec("start_time_offset_s", 0.0, "Added to the chunk's start_time (e.g. the transport delay to a remote executor)."),
+    ParamSpec("check_rate_hz", 100.0, "Rate at which the node checks whether a chunk is wanted and the inputs are ready."),
+    ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
+)
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        declare_parameters(self, POLICY_PARAMETERS)
+        self.policy = None
+        self.params: dict = {}
+        self.inputs: Optional[InputBuffer] = None
+        self.trigger: Optional[ChunkTrigger] = None
+        self.inference_ms = RollingStats(1000)
+        self.chunks_published = 0
+        self.skipped = 0
+        self.last_problem = "not configured"
+        self.sequence = 0
+        self._subscriptions = []
+        self._check_timer = None
+        self.chunk_pub = None
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
+        self._diag_timer = self.create_timer(1.0 / self.get_parameter("diagnostics_rate_hz").value,
+                                             self._publish_diagnostics)
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # any load or parameter problem fails the transition, with the reason
+            self.last_problem = f"configure failed: {exc}"
+            self.get_logger().error(self.last_problem)
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        spec = self.policy.spec
+        self.last_problem = "configured, not active"
+        self.get_logger().info(
+            f"loaded {spec.model_id}: {len(spec.camera_names)} cameras, chunk {spec.chunk_size} x {spec.action_dim}, "
+            f"period {spec.control_period_s} s; trigger {self.trigger.mode}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        from oft_policy.checkpoint import load_policy  # torch is imported only by a node that needs it
+
+        p = read_parameters(self, POLICY_PARAMETERS)
+        self.params = p
+        if not p["checkpoint_path"]:
+            raise ValueError("parameter checkpoint_path is empty")
+        if not str(p["instruction"]).strip():
+            raise ValueError("parameter instruction is empty")
+        if p["trigger"] not in TRIGGER_MODES:
+            raise ValueError(f"trigger must be one of {TRIGGER_MODES}, got {p['trigger']!r}")
+        if p["torch_threads"] > 0:
+            import torch
+
+            torch.set_num_threads(int(p["torch_threads"]))
+        self.policy = load_policy(p["checkpoint_path"], device=p["device"])
+        spec = self.policy.spec
+        camera_topics = p["camera_topics"] or [names.camera_topic(cam) for cam in spec.camera_names]
+        if len(camera_topics) != len(spec.camera_names):
+            raise ValueError(f"{len(camera_topics)} camera_topics for the checkpoint's cameras {list(spec.camera_names)}")
+        arm_names, topics = p["arm_joint_names"], p["joint_state_topics"]
+        if len(spec.joint_names) != len(arm_names) * len(topics):
+            raise ValueError(
+                f"the checkpoint's {len(spec.joint_names)} joints do not split into {len(topics)} arms of {len(arm_names)}"
+            )
+        self.inputs = InputBuffer(spec.camera_names, spec.joint_names, p["max_input_age_s"])
+        threshold = p["queue_low_threshold"] if p["queue_low_threshold"] >= 0 else spec.chunk_size // 2
+        self.trigger = ChunkTrigger(
+            mode=p["trigger"], queue_low_threshold=threshold,
+            fixed_period_s=1.0 / p["fixed_rate_hz"] if p["fixed_rate_hz"] > 0 else 0.0,
+            confirm_timeout_s=p["executor_confirm_timeout_s"], fresh_wait_s=p["fresh_frames_wait_s"],
+        )
+        compressed = bool(p["compressed_images"])
+        for camera, topic in zip(spec.camera_names, camera_topics):
+            msg_type, topic = (CompressedImage, f"{topic}/compressed") if compressed else (Image, topic)
+            self._subscriptions.append(self.create_subscription(
+                msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), SENSOR_QOS))
+        n = len(arm_names)
+        for i, topic in enumerate(topics):
+            index_map = joint_state_index_map(arm_names, spec.joint_names[i * n:(i + 1) * n], i * n)
+            self._subscriptions.append(self.create_subscription(
+                JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS))
+        self._subscriptions.append(self.create_subscription(
+            ExecutorStatus, p["executor_status_topic"], self._on_executor_status, STATUS_QOS))
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, p["chunk_topic"], CHUNK_QOS)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.sequence = max(self.sequence, time.time_ns() // 1000)
+        self._check_timer = self.create_timer(1.0 / self.params["check_rate_hz"], self._on_check)
+        self.last_problem = ""
+        self.get_logger().info(f"active: computing chunks for {self.params['instruction']!r}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inference()
+        self.last_problem = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.last_problem = "not configured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inference(self) -> None:
+        if self._check_timer is not None:
+            self.destroy_timer(self._check_timer)
+            self._check_timer = None
+
+    def _release(self) -> None:
+        self._stop_inference()
+        for sub in self._subscriptions:
+            self.destroy_subscription(sub)
+        self._subscriptions = []
+        if self.chunk_pub is not None:
+            self.destroy_lifecycle_publisher(self.chunk_pub)
+            self.chunk_pub = None
+        self.policy = None
+
+    # ---- inputs ------------------------------------------------------------------------
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_image(self, camera: str, msg) -> None:
+        self.inputs.put_image(camera, time_to_seconds(msg.header.stamp), msg)
+        if self._check_timer is not None:
+            self._on_check()  # a fresh frame may complete the observation a wanted chunk waits for
+
+    def _on_joint_state(self, msg: JointState, index_map) -> None:
+        columns, values = positions_by_name(msg, index_map)
+        if columns:
+            self.inputs.put_joints(columns, values, time_to_seconds(msg.header.stamp))
+
+    def _on_executor_status(self, msg: ExecutorStatus) -> None:
+        self.trigger.on_executor_status(msg.queue_depth, msg.last_sequence, halted=msg.state == HALTED)
+
+    # ---- inference ------------------------------------------------------------------------
+    def _on_check(self) -> None:
+        now = self.now_s()
+        if not self.trigger.ready(now, self.inputs):
+            return
+        problems = self.inputs.problems(now)
+        if problems:
+            self._skip("; ".join(problems))
+            return
+        payloads, proprio, stamp = self.inputs.observation()
+        try:
+            images = {cam: self._to_rgb(payloads[cam]) for cam in self.policy.spec.camera_names}
+        except ImageConversionError as exc:
+            self._skip(str(exc))
+            return
+        started = time.perf_counter()
+        try:
+            rows = self.policy.predict(images, self.params["instruction"], proprio)
+        except ValueError as exc:  # inputs the model refuses (e.g. a camera frame it cannot use)
+            self._skip(f"the policy refused the observation: {exc}")
+            return
+        inference_ms = (time.perf_counter() - started) * 1e3
+        self.inference_ms.add(inference_ms)
+        self._publish(rows, stamp, inference_ms)
+
+    @staticmethod
+    def _to_rgb(msg) -> np.ndarray:
+        return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+
+    def _skip(self, problem: str) -> None:
+        self.skipped += 1
+        self.last_problem = f"not publishing: {problem}"
+        self.get_logger().warn(self.last_problem, throttle_duration_sec=2.0)
+
+    def _publish(self, rows: np.ndarray, stamp: float, inference_ms: float) -> None:
+        spec = self.policy.spec
+        self.sequence += 1
+        ready = self.now_s() + self.params["start_time_offset_s"]
+        chunk = Chunk.from_rows(rows, spec.joint_names, self.sequence, stamp, max(stamp, ready),
+                                spec.control_period_s, spec.model_id, inference_ms)
+        msg = chunk_to_msg(chunk, ActionChunk)
+        self.chunk_pub.publish(msg)
+        self.chunks_published += 1
+        self.last_problem = ""
+        self.trigger.on_published(self.sequence, self.now_s())
+
+    # ---- diagnostics ------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = self.now_s()
+        stats = self.inference_ms.percentiles((50, 99))
+        values = {
+            "chunks_published": self.chunks_published,
+            "skipped_stale_or_bad_input": self.skipped,
+            "inference_ms_p50": stats["p50"],
+            "inference_ms_p99": stats["p99"],
+            "sequence": self.sequence,
+        }
+        if self.inputs is not None:
+            values.update({f"age_s_{name}": age for name, age in self.inputs.ages(now).items()})
+        if self.policy is not None:
+            values["model_id"] = self.policy.spec.model_id
+        level = DiagnosticStatus.WARN if self.last_problem else DiagnosticStatus.OK
+        status = DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: policy", message=self.last_problem or "publishing chunks",
+            hardware_id="oft_policy", values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = seconds_to_time(now)
+        self.diag_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = PolicyNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""policy_node (lifecycle) with a tiny checkpoint, the executor and a fake robot with cameras,
+all real processes over DDS; transitions through the standard lifecycle services."""
+
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import Transition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_runtime_support as support  # noqa: E402
+
+from oft_policy.names import ALOHA_JOINT_NAMES, CAMERA_NAMES  # noqa: E402
+from oft_policy.normalization import NormalizationStats  # noqa: E402
+
+D = len(ALOHA_JOINT_NAMES)
+CHUNK = 25
+PERIOD = 0.02
+POLICY = "oft_policy.nodes.policy_node"
+EXECUTOR = "oft_policy.nodes.executor_node"
+RUNNING, HOLDING = 1, 2
+CONFIGURE, ACTIVATE, DEACTIVATE = (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
+                                   Transition.TRANSITION_DEACTIVATE)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random checkpoint whose actions stay well inside the vx300s limits."""
+    import torch
+
+    from oft_policy.checkpoint import make_tiny_checkpoint
+
+    torch.set_num_threads(1)
+    samples = np.random.default_rng(0).uniform(-0.3, 0.3, size=(256, D))
+    stats = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("policy") / "ckpt", stats=stats, chunk_size=CHUNK,
+                                control_period_s=PERIOD)
+
+
+@pytest.fixture
+def harness():
+    with support.RosHarness() as h:
+        yield h
+
+
+def policy_params(checkpoint, **extra):
+    params = {"checkpoint_path": str(checkpoint), "instruction": "fold the towel", "torch_threads": 1}
+    params.update(extra)
+    return params
+
+
+def start(stack, proc):
+    stack.callback(support.stop_process, proc)
+    return proc
+
+
+def bring_up(harness, node="policy_node"):
+    assert harness.change_state(node, CONFIGURE), "configure failed"
+    assert harness.change_state(node, ACTIVATE), "activate failed"
+
+
+def test_configure_fails_with_a_clear_reason(ros_env, harness, tmp_path):
+    log = tmp_path / "policy.log"
+    with ExitStack() as stack:
+        start(stack, support.start_node(POLICY, policy_params(tmp_path / "no_such_checkpoint"), ros_env, log))
+        assert harness.change_state("policy_node", CONFIGURE) is False
+        assert harness.lifecycle_state("policy_node") == "unconfigured"
+        status, _ = support.wait_for(lambda: harness.diagnostic("policy_node"), 5.0, what="policy diagnostics")
+        assert "configure failed" in status.message and "no_such_checkpoint" in status.message
+    assert "configure failed" in log.read_text()
+
+
+def test_publishes_fresh_chunks_only_while_active(ros_env, harness, tmp_path, checkpoint):
+    with ExitStack() as stack:
+        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES)
+        stack.callback(robot.stop)
+        start(stack, support.start_node(EXECUTOR, {"backend": "ros2_control"}, ros_env, tmp_path / "executor.log"))
+        start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy.log"))
+        time.sleep(0.5)
+        assert harness.chunk_count() == 0, "an unconfigured policy node published"
+        bring_up(harness)
+        support.wait_for(lambda: harness.chunk_count() >= 3, 30.0, what="three chunks")
+        harness.wait_status(lambda s: s.state == RUNNING, 5.0, "executor RUNNING")
+        assert harness.change_state("policy_node", DEACTIVATE)
+        count = harness.chunk_count()
+        time.sleep(0.6)
+        assert harness.chunk_count() == count, "chunks after deactivate"
+
+        def counted():  # diagnostics come at 1 Hz: wait for one taken after the last chunk
+            found = harness.diagnostic("policy_node")
+            return found if found and int(found[1]["chunks_published"]) == count else None
+
+        status, values = support.wait_for(counted, 5.0, what="diagnostics counting every chunk")
+        executor = harness.last_status()
+
+    chunks = [msg for _, msg in harness.chunks]
+    sequences = [c.sequence for c in chunks]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    for msg in chunks:
+        assert list(msg.joint_names) == list(ALOHA_JOINT_NAMES)
+        assert (msg.chunk_size, msg.action_dim, len(msg.actions)) == (CHUNK, D, CHUNK * D)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        start_time = msg.start_time.sec + msg.start_time.nanosec * 1e-9
+        assert stamp <= start_time < stamp + 1.0 and msg.inference_ms > 0
+        assert msg.model_id.startswith("oft-")
+    assert executor.rejected_chunks == 0 and executor.last_sequence == sequences[-1]
+    assert len(chunks) == count and float(values["inference_ms_p50"]) > 0
+    assert status.message == "inactive"
+
+
+def test_stale_inputs_publish_nothing_and_say_why(ros_env, harness, tmp_path, checkpoint):
+    with ExitStack() as stack:
+        robot = support.FakeRobot(ros_env, tmp_path, "forward_position")  # joint states, no cameras
+        stack.callback(robot.stop)
+        start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy.log"))
+        bring_up(harness)
+
+        def complains():
+            found = harness.diagnostic("policy_node")
+            return found if found and "not publishing" in found[0].message else None
+
+        status, values = support.wait_for(complains, 10.0, what="a stale-input diagnostic")
+        assert "cam_high" in status.message and int(values["skipped_stale_or_bad_input"]) > 0
+        assert harness.chunk_count() == 0
+
+
+@pytest.mark.slow
+def test_executor_holds_when_the_policy_dies_and_resumes_with_a_new_one(ros_env, harness, tmp_path, checkpoint):
+    with ExitStack() as stack:
+        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES)
+        stack.callback(robot.stop)
+        start(stack, support.start_node(EXECUTOR, {"backend": "ros2_control"}, ros_env, tmp_path / "executor.log"))
+        first = start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy1.log"))
+        bring_up(harness)
+        support.wait_for(lambda: harness.chunk_count() >= 3, 30.0, what="chunks from the first policy")
+        harness.wait_status(lambda s: s.state == RUNNING, 5.0, "RUNNING")
+        first.send_signal(signal.SIGKILL)
+        first.wait(5.0)
+        holding = harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING after the policy died")
+        assert holding.queue_depth == 0
+        last = harness.chunks[-1][1]
+        start_s = last.start_time.sec + last.start_time.nanosec * 1e-9
+        last_due = start_s + (last.chunk_size - 1) * PERIOD
+        time.sleep(0.3)
+        ticks = robot.full_commands()
+        held = [v for t, v in ticks if t > last_due + 2 * PERIOD + 0.03]
+        assert len(held) >= 5 and all(np.array_equal(v, held[0]) for v in held), \
+            "the executor must hold one position from the tick after the queue runs dry"
+        before = harness.chunk_count()
+        last_sequence = holding.last_sequence
+
+        # A new name: the killed node's services may linger in discovery for a while.
+        start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy2.log",
+                                        ["-r", "__node:=policy_node_2"]))
+        bring_up(harness, "policy_node_2")
+        resumed = harness.wait_status(lambda s: s.state == RUNNING and s.last_sequence > last_sequence, 30.0,
+                                      "RUNNING with the new policy's chunks")
+        assert harness.chunk_count() > before and resumed.rejected_chunks == 0

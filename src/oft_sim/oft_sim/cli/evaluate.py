@@ -1,0 +1,117 @@
+"""`evaluate`: closed-loop success of a checkpoint in the simulator, through the real nodes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from oft_sim.closed_loop import DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size
+from oft_sim.evaluation import plot_drift, summarize, write_json, write_video
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate",
+        description=(
+            "Run aloha_sim, policy_node and executor_node as processes on sim time and evaluate a checkpoint "
+            "on seeds S..S+N-1 (the simulator waits for the policy's chunks, so results do not depend on the "
+            "machine's speed; --realtime paces to the wall clock instead)."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (oft_policy format)")
+    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000: never used by scripted_demos' defaults)")
+    parser.add_argument("--chunk-size", type=int, help="execute this many actions of each chunk before the next one replaces it (default: the policy node's default)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
+    parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    parser.add_argument("--image-height", type=int, default=96, help="must match the demonstrations' resolution")
+    parser.add_argument("--image-width", type=int, default=128)
+    parser.add_argument("--realtime", action="store_true", help="pace the simulator to the wall clock (latency benchmark)")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--video", help="write an mp4 of the first episode's high camera here")
+    parser.add_argument("--drift-plot", help="write a PNG of the drift trend of every episode here")
+    parser.add_argument("--log-dir", help="node logs (default: a temporary directory)")
+    return parser
+
+
+def run(args, log=print) -> dict:
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="oft_evaluate_"))
+    settings = LoopSettings(
+        checkpoint=Path(args.checkpoint),
+        task=args.task,
+        instruction=args.instruction,
+        image_size=(args.image_height, args.image_width),
+        max_steps=args.max_steps,
+        execute_steps=args.chunk_size,
+        realtime=args.realtime,
+        torch_threads=args.torch_threads,
+        log_dir=log_dir,
+    )
+    loop = ClosedLoop(settings, log=log)
+    outcomes = []
+    try:
+        loop.start()
+        for index, seed in enumerate(range(args.first_seed, args.first_seed + args.episodes)):
+            outcome = loop.run_episode(seed, record_video=bool(args.video) and index == 0)
+            outcomes.append(outcome)
+            log(
+                f"seed {seed}: {'success' if outcome.success else 'failure'} (max reward {outcome.max_reward}, "
+                f"{outcome.steps} steps, {outcome.chunks} chunks, {outcome.wall_s:.1f} s) "
+                f"[{sum(o.success for o in outcomes)}/{len(outcomes)}]"
+            )
+    finally:
+        loop.close()
+    record = loop.record
+    result = summarize(
+        outcomes,
+        args.first_seed,
+        record.latency.samples_ms,
+        record.period_errors_ms(args.realtime),
+        record.drift,
+        extra={
+            "task": args.task,
+            "checkpoint": str(args.checkpoint),
+            "chunk_size": checkpoint_chunk_size(args.checkpoint),
+            "executed_per_chunk": args.chunk_size,
+            "mode": "realtime" if args.realtime else "lockstep",
+            "executor_period_clock": "wall" if args.realtime else "sim",
+            "image_size": [args.image_height, args.image_width],
+            "max_steps": args.max_steps,
+            "logs": str(log_dir),
+        },
+    )
+    if args.video and record.frames:
+        result["video"] = str(write_video(record.frames, args.video))
+    if args.drift_plot:
+        result["drift_plot"] = str(plot_drift(record.drift, args.drift_plot))
+    if args.json:
+        write_json(result, args.json)
+    return result
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except (ValueError, FileNotFoundError, RuntimeError, TimeoutError) as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
+    latency = result["image_to_command_ms"]
+    print(
+        f"evaluate: success {result['successes']}/{result['episodes']} ({100 * result['success_rate']:.0f}%) "
+        f"on {result['task']} seeds {result['first_seed']}..{result['first_seed'] + result['episodes'] - 1}; "
+        f"image-to-command p50/p95/p99 {latency['p50']}/{latency['p95']}/{latency['p99']} ms; "
+        f"peak drift {result['peak_drift']}"
+        + (f"; results in {args.json}" if args.json else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

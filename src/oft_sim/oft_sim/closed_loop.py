@@ -1,0 +1,286 @@
+"""The closed loop through the real nodes: aloha_sim, policy_node and executor_node as
+separate processes on sim time, driven episode by episode over ROS by an observer node.
+
+Per episode: stop the executor, deactivate the policy (no chunk from the previous
+episode's images can arrive), reset the simulator with the seed, start a fresh
+executor (its first command equals the measured start pose), activate the policy,
+then let it run until the task succeeds or `max_steps` control steps pass.
+The simulator runs with `wait_for_chunks` (see `oft_sim.lockstep.ChunkCoverage`),
+so the steps that pass while the policy computes do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from oft_policy import names
+from oft_policy.normalization import STATS_FILENAME
+from oft_sim import interface
+from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
+from oft_sim.processes import NodeProcess, node_command, ros_args
+from oft_sim.simulator import CONTROL_PERIOD_S
+
+DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
+POLICY_NODE = "policy_node"
+
+
+def checkpoint_chunk_size(checkpoint) -> int:
+    """The chunk size a checkpoint predicts (from its config; the policy node loads the weights)."""
+    import json
+
+    from oft_policy.checkpoint import CONFIG_FILE
+    from oft_policy.model.config import OFTConfig
+
+    return OFTConfig.from_dict(json.loads((Path(checkpoint) / CONFIG_FILE).read_text())).chunk_size
+
+
+@dataclass
+class LoopSettings:
+    checkpoint: Path
+    task: str = "transfer_cube"
+    instruction: str = DEFAULT_INSTRUCTION
+    image_size: Tuple[int, int] = (96, 128)
+    max_steps: int = 400
+    execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested
+    realtime: bool = False
+    torch_threads: int = 1
+    log_dir: Path = Path("evaluate_logs")
+    episode_timeout_s: float = 600.0
+
+
+@dataclass
+class LoopRecord:
+    """What the observer saw over all episodes."""
+
+    latency: ImageToCommandLatency = field(default_factory=ImageToCommandLatency)
+    tick_stamps_s: List[float] = field(default_factory=list)  # DriftReport stamps (executor ticks, sim time)
+    command_wall_s: List[float] = field(default_factory=list)  # arrival of left-arm commands (wall)
+    drift: List[DriftTrace] = field(default_factory=list)
+    frames: List[np.ndarray] = field(default_factory=list)  # cam_high of the recorded episode
+
+    def period_errors_ms(self, realtime: bool) -> List[float]:
+        """Executor tick period error: wall-clock command spacing in realtime mode, else the
+        spacing of the ticks' sim-time stamps (nonzero only for missed or doubled ticks)."""
+        series = np.asarray(self.command_wall_s if realtime else self.tick_stamps_s)
+        if series.size < 2:
+            return []
+        gaps = np.diff(series)
+        gaps = gaps[gaps < 1.0]  # episode boundaries are not ticks
+        return list(np.abs(gaps - CONTROL_PERIOD_S) * 1e3)
+
+
+class ClosedLoop:
+    def __init__(self, settings: LoopSettings, log: Callable[[str], None] = print):
+        import rclpy
+
+        self.settings = settings
+        self.log = log
+        self.record = LoopRecord()
+        self._rclpy = rclpy
+        self._executor_proc: Optional[NodeProcess] = None
+        self._policy_proc: Optional[NodeProcess] = None
+        self._sim_proc: Optional[NodeProcess] = None
+        self._episode_start_s: Optional[float] = None
+        self._recording_frames = False
+        self._trace: Optional[DriftTrace] = None
+        self._commands = 0
+        self._chunks = 0
+        self._executor_seen = False
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # children inherit it
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self._make_observer()
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def _make_observer(self) -> None:
+        from oft_msgs.msg import ActionChunk, DriftReport, ExecutorStatus
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float64MultiArray
+
+        from oft_policy.qos import SENSOR_QOS, STATUS_QOS
+        from oft_sim.sim_client import SimClient
+
+        self.node = Node(
+            "oft_evaluate",
+            context=self.context,
+            parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
+        )
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.sim = SimClient(self.node, self.spin)
+        self.node.create_subscription(Image, names.CAMERA_TOPICS[0], self._on_image, SENSOR_QOS)
+        self.node.create_subscription(ActionChunk, names.ACTION_CHUNK_TOPIC, self._on_chunk, STATUS_QOS)
+        self.node.create_subscription(DriftReport, names.DRIFT_TOPIC, self._on_drift, STATUS_QOS)
+        self.node.create_subscription(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, self._on_status, STATUS_QOS)
+        self.node.create_subscription(
+            Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[0], self._on_command, STATUS_QOS
+        )
+
+    def start(self) -> None:
+        s = self.settings
+        stats = Path(s.checkpoint) / STATS_FILENAME
+        if not stats.is_file():
+            raise FileNotFoundError(f"{s.checkpoint} has no {STATS_FILENAME}: not a checkpoint")
+        sim_params = {
+            "task": s.task,
+            "image_height": s.image_size[0],
+            "image_width": s.image_size[1],
+            "realtime": s.realtime,
+            "wait_for_chunks": not s.realtime,
+        }
+        self._sim_proc = self._start("aloha_sim", "oft_sim", "oft_sim.nodes.aloha_sim", sim_params)
+        self.sim.wait_until_ready(timeout_s=120.0)
+        policy_params = {
+            "checkpoint_path": str(Path(s.checkpoint).resolve()),
+            "instruction": s.instruction,
+            "use_sim_time": True,
+            "torch_threads": s.torch_threads,
+        }
+        if s.execute_steps is not None:
+            policy_params["queue_low_threshold"] = self._queue_threshold(s.execute_steps)
+        self._policy_proc = self._start("policy_node", "oft_policy", "oft_policy.nodes.policy_node", policy_params)
+        self._lifecycle("configure", timeout_s=300.0)
+
+    def _queue_threshold(self, execute_steps: int) -> int:
+        chunk_size = checkpoint_chunk_size(self.settings.checkpoint)
+        if not 1 <= execute_steps <= chunk_size:
+            raise ValueError(f"--chunk-size {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
+        # Request the next chunk once `execute_steps` actions of the current one have run.
+        return chunk_size - execute_steps + 1
+
+    def _start(self, name: str, package: str, module: str, params: dict) -> NodeProcess:
+        argv = node_command(package, name, module) + ros_args(params)
+        return NodeProcess(name, argv, self.settings.log_dir)
+
+    def _lifecycle(self, transition: str, timeout_s: float = 30.0) -> None:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {
+            "configure": Transition.TRANSITION_CONFIGURE,
+            "activate": Transition.TRANSITION_ACTIVATE,
+            "deactivate": Transition.TRANSITION_DEACTIVATE,
+        }
+        client = self.node.create_client(ChangeState, f"/{POLICY_NODE}/change_state")
+        try:
+            self._wait(client.service_is_ready, 120.0, "the policy node's lifecycle service", self._policy_proc)
+            future = client.call_async(ChangeState.Request(transition=Transition(id=ids[transition])))
+            self._wait(future.done, timeout_s, f"policy_node {transition}", self._policy_proc)
+            if not future.result().success:
+                raise RuntimeError(
+                    f"policy_node refused to {transition}; its log:\n{self._policy_proc.log_tail()}"
+                )
+        finally:
+            self.node.destroy_client(client)
+
+    # --- episodes --------------------------------------------------------------------------------
+
+    def run_episode(self, seed: int, record_video: bool = False) -> EpisodeOutcome:
+        s = self.settings
+        self._stop_executor()
+        if self._policy_active:
+            self._lifecycle("deactivate")
+            self._policy_active = False
+        record = self.sim.reset(seed)
+        self._episode_start_s = record["sim_time_ns"] * 1e-9
+        self._trace = DriftTrace(seed)
+        self.record.drift.append(self._trace)
+        self._recording_frames = record_video
+        self._commands = self._chunks = 0
+        self._executor_seen = False
+        executor_params = {
+            "backend": "ros2_control",
+            "use_sim_time": True,
+            "stats_path": str(Path(s.checkpoint).resolve() / STATS_FILENAME),
+        }
+        self._executor_proc = self._start("executor_node", "oft_policy", "oft_policy.nodes.executor_node", executor_params)
+        self._wait(lambda: self._executor_seen, 120.0, "the executor node", self._executor_proc)
+        self._lifecycle("activate")
+        self._policy_active = True
+        started = time.monotonic()
+        self._wait(
+            lambda: self.sim.success or self.sim.steps >= s.max_steps,
+            s.episode_timeout_s,
+            f"episode seed {seed}",
+            self._executor_proc,
+        )
+        self._recording_frames = False
+        episode = self.sim.episode
+        return EpisodeOutcome(
+            seed=seed,
+            success=bool(episode["success"]),
+            max_reward=int(episode["max_reward"]),
+            steps=int(episode["step"]),
+            wall_s=round(time.monotonic() - started, 2),
+            commands=self._commands,
+            chunks=self._chunks,
+        )
+
+    _policy_active = False
+
+    # --- observer callbacks ----------------------------------------------------------------------
+
+    def _on_image(self, msg) -> None:
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.record.latency.on_image(stamp_ns, time.monotonic())
+        if self._recording_frames:
+            frame = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
+            self.record.frames.append(frame.copy())
+
+    def _on_chunk(self, msg) -> None:
+        self._chunks += 1
+        self.record.latency.on_chunk(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+
+    def _on_command(self, msg) -> None:
+        now = time.monotonic()
+        self._commands += 1
+        self.record.command_wall_s.append(now)
+        self.record.latency.on_command(now)
+
+    def _on_drift(self, msg) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.record.tick_stamps_s.append(stamp)
+        if self._trace is not None and self._episode_start_s is not None:
+            self._trace.add(stamp - self._episode_start_s, msg.trend, msg.warn_threshold, msg.critical_threshold)
+
+    def _on_status(self, msg) -> None:
+        self._executor_seen = True
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def spin(self, seconds: float) -> None:
+        self.executor.spin_once(timeout_sec=seconds)
+
+    def _wait(self, predicate, timeout_s: float, what: str, process: Optional[NodeProcess] = None) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            for proc in (self._sim_proc, process):
+                if proc is not None and not proc.alive():
+                    raise RuntimeError(f"{proc.name} exited while waiting for {what}; its log:\n{proc.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            self.spin(0.01)
+
+    def _stop_executor(self) -> None:
+        if self._executor_proc is not None:
+            self._executor_proc.stop()
+            self._executor_proc = None
+
+    def close(self) -> None:
+        self._stop_executor()
+        for proc in (self._policy_proc, self._sim_proc):
+            if proc is not None:
+                proc.stop()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.context)
