@@ -150,27 +150,13 @@ def _check_node(action: NodeAction, launch_file, arguments, provider, problems, 
     remappings = action.get("remappings") or []
     if not parameters and not remappings and action.kind == "Node":
         return node  # nothing declared about the node to check against it
-    params_files, overrides = [], {}
-    for item in parameters:
-        if isinstance(item, dict):
-            for key, value in item.items():
-                key_text = resolve_text(key, arguments, launch_file.declared)
-                value = _launch_parameter_value(value, arguments, launch_file.declared)
-                if isinstance(key_text, str) and not isinstance(value, Unknown):
-                    overrides[key_text] = value
-            continue
-        params_path = resolve_text(item, arguments, launch_file.declared)
-        if isinstance(params_path, Unknown):
-            problems.append(f"{where}: parameter file not known statically: {params_path}")
-        elif not Path(params_path).is_file():
-            problems.append(f"{where}: parameter file {params_path} does not exist")
-        else:
-            params_files.append(params_path)
+    params_files, overrides = _split_parameters(parameters, launch_file, arguments, where, problems)
     node.parameter_files = list(params_files)
     try:
         interface = provider(
             package, executable, node_name=name, namespace=namespace or None,
-            params_files=params_files, overrides=overrides,
+            params_files=params_files,
+            overrides={key: value for key, value in overrides.items() if not isinstance(value, Unknown)},
         )
     except IntrospectionError as exc:
         problems.append(f"{where}: {exc}")
@@ -183,18 +169,43 @@ def _check_node(action: NodeAction, launch_file, arguments, provider, problems, 
 
     node_name = name or interface.node_name
     ns = namespace or interface.namespace or "/"
-    for item in parameters:
-        if isinstance(item, dict):
-            for key in item:
-                key_text = resolve_text(key, arguments, launch_file.declared)
-                if isinstance(key_text, str) and key_text not in interface.parameters:
-                    problems.append(f"{where}: parameter '{key_text}' is not declared by {interface.class_name}")
+    for key in overrides:
+        if key not in interface.parameters:
+            problems.append(f"{where}: parameter '{key}' is not declared by {interface.class_name}")
     for params_path in params_files:
         problems.extend(f"{where}: {p}" for p in check_parameter_file(params_path, interface, node_name, ns))
-
     if remappings and interface.is_lifecycle and not interface.configured:
         notes.append(f"{where}: remappings not checked: lifecycle node not configured (topics are made in configure)")
-        remappings = []
+    else:
+        problems.extend(_remapping_problems(remappings, interface, node_name, ns, launch_file, arguments, where))
+    return node
+
+
+def _split_parameters(parameters, launch_file, arguments, where, problems):
+    """`parameters=[...]` -> (existing parameter files, {name: value} of the inline dicts), as launch_ros passes them."""
+    params_files, overrides = [], {}
+    for item in parameters:
+        if isinstance(item, dict):
+            for key, value in item.items():
+                key_text = resolve_text(key, arguments, launch_file.declared)
+                if isinstance(key_text, Unknown):
+                    problems.append(f"{where}: parameter name not known statically: {key_text}")
+                    continue
+                # Unknown values (e.g. a required argument not given) still name a parameter to check.
+                overrides[key_text] = _launch_parameter_value(value, arguments, launch_file.declared)
+            continue
+        params_path = resolve_text(item, arguments, launch_file.declared)
+        if isinstance(params_path, Unknown):
+            problems.append(f"{where}: parameter file not known statically: {params_path}")
+        elif not Path(params_path).is_file():
+            problems.append(f"{where}: parameter file {params_path} does not exist")
+        else:
+            params_files.append(params_path)
+    return params_files, overrides
+
+
+def _remapping_problems(remappings, interface, node_name, namespace, launch_file, arguments, where):
+    problems = []
     for pair in remappings:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             problems.append(f"{where}: remapping {pair!r} is not a (from, to) pair")
@@ -203,13 +214,12 @@ def _check_node(action: NodeAction, launch_file, arguments, provider, problems, 
         if isinstance(source, Unknown):
             problems.append(f"{where}: remapping source not known statically: {source}")
             continue
-        resolved = _expand_name(source, node_name, ns)
-        if resolved not in interface.topics | interface.services:
+        if _expand_name(source, node_name, namespace) not in interface.topics | interface.services:
             used = ", ".join(sorted(interface.topics)) or "none"
             problems.append(
                 f"{where}: remapping '{source}' matches no topic or service of {interface.class_name} (its topics: {used})"
             )
-    return node
+    return problems
 
 
 def _launch_parameter_value(value, arguments, declared):

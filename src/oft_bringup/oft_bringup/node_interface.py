@@ -201,11 +201,23 @@ def introspect_node(
         for subscription in node.subscriptions:
             interface.subscriptions[_normalize(subscription.topic_name)] = _msg_type_name(subscription.msg_type)
         interface.services = {_normalize(service.srv_name) for service in node.services}
-        return interface
     finally:
-        if node is not None:
-            node.destroy_node()
+        destroy_error = _destroy(node)
         context.try_shutdown()
+    if destroy_error is not None:
+        raise IntrospectionError(f"destroying {cls.__name__} failed: {destroy_error!r}")
+    return interface
+
+
+def _destroy(node):
+    """destroy_node() of a node we built; its exception (a bug in the node) is returned, not raised."""
+    if node is None:
+        return None
+    try:
+        node.destroy_node()
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _msg_type_name(msg_type) -> str:

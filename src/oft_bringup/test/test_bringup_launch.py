@@ -49,6 +49,8 @@ def _arguments(path: Path, request, tmp_path: Path) -> dict:
         "checkpoint": str(request.getfixturevalue("checkpoint")) if "checkpoint" in declared else None,
         "instruction": "transfer the cube",
         "device": "cpu",
+        # Integer-looking on purpose: the executor's double parameter must still accept it.
+        "control_rate": "50",
         # Interbotix messages come with the robot's workspace; this machine has none.
         "backend": "ros2_control",
         "output": str(tmp_path / "bag"),
@@ -207,6 +209,11 @@ def test_checker_reports_each_fault_of_a_broken_launch_file(tmp_path, provider):
     assert not missing, f"checker missed {missing}; it reported:\n{text}"
     assert "remapping '/oft/action_chunk'" not in text, "a remapping of a topic the executor uses was reported"
     assert not report.ok
+    # the console script says so through its exit status
+    from oft_bringup.launch_check import main
+
+    assert main([str(tmp_path / "broken.launch.py")]) == 1
+    assert main([str(LAUNCH_DIR / "record.launch.py"), f"output:={tmp_path / 'bag'}"]) == 0
 
 
 def test_checker_reports_a_wrong_parameter_type(tmp_path, provider):

@@ -34,6 +34,9 @@ DRIFT_TOPIC = "/oft/drift"
 EXECUTOR_STATUS_TOPIC = "/oft/executor_status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
+COMMANDED_ACTION_TOPIC = "/oft/commanded_action"
+"""14 commanded joint positions (std_msgs/Float64MultiArray, ALOHA order) where a recording has them (scripted demos)."""
+
 # Interbotix xs driver command topics, per robot namespace.
 INTERBOTIX_GROUP_COMMAND_TOPIC = "commands/joint_group"
 INTERBOTIX_SINGLE_COMMAND_TOPIC = "commands/joint_single"

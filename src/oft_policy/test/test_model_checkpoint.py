@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from oft_policy import names
 from oft_policy.checkpoint import (

@@ -16,7 +16,9 @@ def synthetic_batch(config, tokenizer):
     """Four solid-color scenes, each with its own random target chunk in normalized units."""
     rng = np.random.default_rng(0)
     images = [np.broadcast_to(np.array(c, np.uint8), (64, 64, 3)).copy() for c in COLORS]
-    pixel_values = torch.stack([preprocess_images([img], config.image_size, config.center_crop_scale) for img in images])
+    pixel_values = torch.stack(
+        [preprocess_images([img], config.image_size, config.center_crop_scale) for img in images]
+    )
     input_ids, attention_mask = tokenize_prompts(tokenizer, ["move to the colored target"] * len(COLORS),
                                                  config.prompt_template)
     proprio = torch.zeros(len(COLORS), config.action_dim)

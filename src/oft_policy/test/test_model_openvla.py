@@ -31,7 +31,8 @@ def test_published_layout_loads_by_name_and_predicts(published_dir, tmp_path, ma
     keys = set(index["weight_map"])
     assert all(key.startswith(PUBLISHED_PREFIXES) for key in keys)
     assert "vision_backbone.featurizer.blocks.0.ls1.scale_factor" in keys  # Prismatic's LayerScale name
-    assert "vision_backbone.featurizer.reg_token" in keys and "vision_backbone.fused_featurizer.attn_pool.latent" in keys
+    assert "vision_backbone.featurizer.reg_token" in keys
+    assert "vision_backbone.fused_featurizer.attn_pool.latent" in keys
     assert {"projector.fc1.weight", "projector.fc3.bias", "language_model.lm_head.weight"} <= keys
     config_json = json.loads((path / "config.json").read_text())
     assert config_json["arch_specifier"] == "no-align+fused-gelu-mlp" and config_json["model_type"] == "openvla"
@@ -40,7 +41,8 @@ def test_published_layout_loads_by_name_and_predicts(published_dir, tmp_path, ma
     model = build_model(config, seed=5)
     loaded = model.state_dict()
     for key in keys:  # every published tensor landed in the model (LoRA wraps the Linear as base_layer)
-        target = key if key in loaded else key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        wrapped = key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        target = key if key in loaded else wrapped
         assert torch.equal(loaded[target], source_state[key]), key
 
     checkpoint = save_checkpoint(tmp_path / "finetuned", model, config, random_stats(config.joint_names),
@@ -50,7 +52,8 @@ def test_published_layout_loads_by_name_and_predicts(published_dir, tmp_path, ma
         saved = set(handle.keys())
     # Only the fine-tuned part travels (LoRA, FiLM, heads and the trained projector); the base stays in place.
     assert {key for key in keys if key in saved} == {key for key in keys if key.startswith("projector.")}
-    assert any("lora_A" in key for key in saved) and not any(key.startswith("language_model.model.embed") for key in saved)
+    assert any("lora_A" in key for key in saved)
+    assert not any(key.startswith("language_model.model.embed") for key in saved)
     policy = load_policy(checkpoint)
     images = dict(zip(names.CAMERA_NAMES, make_images(3, seed=2)))
     chunk = policy.predict(images, "fold the towel", np.zeros(14))

@@ -225,3 +225,43 @@ def test_bad_input_storm_never_moves_an_arm_wrongly(overlay_env, harness, tmp_pa
         assert any(np.allclose(v, value, atol=1e-6) for v in vectors), f"valid chunk {value:.3f} never executed"
     allowed = np.array([0.0] + values)
     assert all(np.isclose(allowed, v[0], atol=1e-6).any() for v in vectors), "a command came from a bad chunk"
+
+
+def test_joint_trajectory_interface_with_checkpoint_stats(overlay_env, harness, tmp_path):
+    from oft_policy.normalization import NormalizationStats
+
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, size=(64, D))
+    stats_path = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES).save(tmp_path / "normalization.json")
+    rows = 0.02 * np.arange(1, 6)[:, None] * np.ones(D)
+    params = {"stats_path": str(stats_path)}
+    with running_executor(overlay_env, tmp_path, "joint_trajectory", params) as (robot, node):
+        wait_ready(harness)
+        harness.publish_chunk(rows, sequence=1, start_delay_s=0.05)
+        harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING")
+        records = robot.commands()
+    assert {r["name"] for r in records} == {"waist,shoulder,elbow,forearm_roll,wrist_angle,wrist_rotate,gripper"}
+    firsts = [v[0] for _, v in robot.full_commands()]
+    assert firsts[0] == 0.0 and firsts[-1] == pytest.approx(0.1)
+    assert "drift monitor normalizes with the action range" in (tmp_path / "executor.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"backend": "interbotix"}, "interbotix_xs_msgs"),
+        ({"backend": "ros2_control", "joint_names": ["a", "b", "c"]}, "do not split"),
+        ({"backend": "ros2_control", "chunk_policy": "average"}, "chunk_policy"),
+        ({"backend": "ros2_control", "stats_path": "no_such_dir/normalization.json"}, "normalization stats not found"),
+        ({"backend": "ros2_control", "position_limits_lower": [0.0] * D, "position_limits_upper": [0.0] * D},
+         "lower limit not below"),
+    ],
+)
+def test_bad_configuration_refuses_to_start(ros_env, tmp_path, params, message):
+    """Without the Interbotix messages (plain env), or with bad parameters: a clear error, exit code 1."""
+    log = tmp_path / "executor.log"
+    node = support.start_node(EXECUTOR, params, ros_env, log)
+    try:
+        assert node.wait(30.0) == 1
+    finally:
+        support.stop_process(node)
+    assert message in log.read_text()

@@ -91,6 +91,7 @@ class ClosedLoop:
         self._trace: Optional[DriftTrace] = None
         self._commands = 0
         self._chunks = 0
+        self._first_chunk_step: Optional[int] = None
         self._executor_seen = False
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # children inherit it
         self.context = rclpy.Context()
@@ -197,7 +198,9 @@ class ClosedLoop:
         self.record.drift.append(self._trace)
         self._recording_frames = record_video
         self._commands = self._chunks = 0
+        self._first_chunk_step = None
         self._executor_seen = False
+        self.record.latency.clear_pending()
         executor_params = {
             "backend": "ros2_control",
             "use_sim_time": True,
@@ -208,8 +211,11 @@ class ClosedLoop:
         self._lifecycle("activate")
         self._policy_active = True
         started = time.monotonic()
+        # The step budget starts with the policy's first chunk: until then the arms hold the
+        # start pose while the executor and policy come up, however long that takes here.
         self._wait(
-            lambda: self.sim.success or self.sim.steps >= s.max_steps,
+            lambda: self.sim.success
+            or (self._first_chunk_step is not None and self.sim.steps - self._first_chunk_step >= s.max_steps),
             s.episode_timeout_s,
             f"episode seed {seed}",
             self._executor_proc,
@@ -220,7 +226,7 @@ class ClosedLoop:
             seed=seed,
             success=bool(episode["success"]),
             max_reward=int(episode["max_reward"]),
-            steps=int(episode["step"]),
+            steps=int(episode["step"]) - (self._first_chunk_step or 0),
             wall_s=round(time.monotonic() - started, 2),
             commands=self._commands,
             chunks=self._chunks,
@@ -239,6 +245,8 @@ class ClosedLoop:
 
     def _on_chunk(self, msg) -> None:
         self._chunks += 1
+        if self._first_chunk_step is None:
+            self._first_chunk_step = self.sim.steps
         self.record.latency.on_chunk(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
 
     def _on_command(self, msg) -> None:

@@ -48,6 +48,10 @@ class ImageToCommandLatency:
         else:
             self._waiting.append(image_wall)
 
+    def clear_pending(self) -> None:
+        """A new episode: chunks of the previous one are no longer followed by their commands."""
+        self._waiting = []
+
     def on_command(self, wall_s: float) -> None:
         for image_wall in self._waiting:
             self.samples_ms.append((wall_s - image_wall) * 1e3)

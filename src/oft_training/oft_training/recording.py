@@ -29,7 +29,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from oft_training import msgtypes
 
-COMMANDED_ACTION_TOPIC = getattr(names, "COMMANDED_ACTION_TOPIC", "/oft/commanded_action")
+COMMANDED_ACTION_TOPIC = names.COMMANDED_ACTION_TOPIC
 """The simulator's commanded 14-D action (std_msgs/Float64MultiArray, ALOHA joint order)."""
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

@@ -261,24 +261,6 @@ def save_training_checkpoint(output_dir: Path, step: int, model, oft_config, sta
     return final
 
 
-def freeze_unused_parameters(model, batch: dict) -> list:
-    """Freeze trainable parameters the forward pass never reaches (e.g. lm_head under parallel decoding).
-
-    DDP runs with find_unused_parameters=False, which requires every trainable
-    parameter to receive a gradient; one probe backward finds those that do not.
-    """
-    pred = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
-    chunk_regression_loss(pred.float(), batch["actions"], batch["pad_mask"]).backward()
-    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    for name, p in model.named_parameters():
-        if name in unused:
-            p.requires_grad_(False)
-        p.grad = None
-    if unused:
-        LOG.info("frozen %d parameters the forward pass does not use: %s", len(unused), ", ".join(unused[:8]))
-    return unused
-
-
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -326,7 +308,6 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
     model = build_model(oft_config, device=device, seed=seed, load_base_weights=config["model"]["load_base_weights"])
     tokenizer = build_tokenizer(oft_config)
     batcher = Batcher(oft_config, tokenizer, device)
-    freeze_unused_parameters(model, batcher([train_set[0]], train=False))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
     start_step = 0

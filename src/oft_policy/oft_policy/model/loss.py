@@ -24,7 +24,9 @@ def chunk_regression_loss(
     0 when every timestep is padding.
     """
     if pred.shape != target.shape or pred.dim() != 3:
-        raise ValueError(f"pred and target must both be [B, chunk, D], got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must both be [B, chunk, D], got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if kind == "l1":
         per_element = (pred - target).abs()
     elif kind == "huber":

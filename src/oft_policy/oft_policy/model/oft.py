@@ -115,7 +115,20 @@ class OFTModel(nn.Module):
         if config.gradient_checkpointing:
             self.language_model.activation_checkpointing_enable({"use_reentrant": False})
 
+    def _unused_prefixes(self) -> tuple:
+        """Parameters no forward pass reaches (kept for weight names); never trained, so DDP sees no unused ones."""
+        unused = tuple(
+            f"vision_backbone.{tower}.{prefix}"
+            for tower in ("featurizer", "fused_featurizer")
+            for prefix in getattr(self.vision_backbone, tower).unused_parameter_prefixes()
+        )
+        if self.config.decoding != "autoregressive":
+            unused += ("language_model.lm_head.",)
+        return unused
+
     def _is_trainable(self, name: str) -> bool:
+        if name.startswith(self._unused_prefixes()):
+            return False
         if name.startswith(OFT_MODULE_PREFIXES) or name.startswith("projector."):
             return True
         if name.startswith("vision_backbone."):
@@ -151,7 +164,8 @@ class OFTModel(nn.Module):
         if config.use_proprio:
             if proprio is None:
                 raise ValueError("this model uses proprio; pass the normalized proprio [B, action_dim]")
-            parts.append(self.proprio_projector(proprio.to(self.proprio_projector.fc1.weight.dtype)).to(text.dtype)[:, None])
+            proprio = proprio.to(self.proprio_projector.fc1.weight.dtype)
+            parts.append(self.proprio_projector(proprio).to(text.dtype)[:, None])
         parts.append(text[:, 1:])
         embeds = torch.cat(parts, dim=1)
         extra = embeds.shape[1] - input_ids.shape[1]
@@ -258,7 +272,8 @@ class OFTModel(nn.Module):
         key_valid = torch.cat([key_valid, key_valid.new_ones(action_tokens.shape[0], count - 1)], dim=1)
         hidden = self._run_llm(embeds, key_valid, embeds.shape[1])
         predicting = hidden[:, -count:]  # the last prompt token predicts the first action token
-        return self._action_logits(predicting.reshape(-1, predicting.shape[-1])).view(-1, count, self.action_bins.n_bins)
+        logits = self._action_logits(predicting.reshape(-1, predicting.shape[-1]))
+        return logits.view(-1, count, self.action_bins.n_bins)
 
     def autoregressive_loss(self, pixel_values, input_ids, attention_mask, proprio, target_actions) -> torch.Tensor:
         """Next-token cross-entropy on the discretized normalized target chunk [B, chunk, D] (OpenVLA's objective)."""

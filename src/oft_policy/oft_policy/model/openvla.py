@@ -218,7 +218,8 @@ def write_openvla_layout(model, tokenizer, out_dir, timm_model_ids, shards: int 
         save_file(chunk, str(out_dir / filename), metadata={"format": "pt"})
         weight_map.update({name: filename for name in chunk})
     total = sum(t.numel() * t.element_size() for t in state.values())
-    (out_dir / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2))
     text_config = model.language_model.config
     config = published_config_dict(
         image_size=model.config.image_size, timm_model_ids=timm_model_ids,

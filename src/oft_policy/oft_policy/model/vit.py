@@ -199,7 +199,12 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if spec.class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, spec.reg_tokens, dim)) if spec.reg_tokens else None
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(spec, film_dim) for _ in range(spec.depth))
+        # Prismatic stops after the second-to-last block; the last one (and norm, attn_pool) exist for the
+        # weight names only, so they get no FiLM and are never trained.
+        self.num_run_blocks = max(spec.depth - 1, 1)
+        self.blocks = nn.ModuleList(
+            Block(spec, film_dim if index < self.num_run_blocks else None) for index in range(spec.depth)
+        )
         self.norm = nn.LayerNorm(dim, eps=spec.norm_eps)
         self.attn_pool = AttentionPoolLatent(spec) if spec.map_head else None
         self.num_prefix_tokens = int(spec.class_token) + spec.reg_tokens
@@ -219,11 +224,16 @@ class VisionTransformer(nn.Module):
                     nn.init.zeros_(layer.weight)
                     nn.init.zeros_(layer.bias)
 
+    def unused_parameter_prefixes(self) -> tuple:
+        """Parameter name prefixes that :meth:`patch_features` never touches."""
+        unused = tuple(f"blocks.{i}." for i in range(self.num_run_blocks, self.spec.depth))
+        return unused + ("norm.",) + (("attn_pool.",) if self.attn_pool is not None else ())
+
     def patch_features(self, images: torch.Tensor, language: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, 3, S, S] normalized images -> [B, num_patches, embed_dim] after the second-to-last block."""
         x = self.patch_embed(images) + self.pos_embed
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
         x = torch.cat(prefix + [x], dim=1)
-        for block in self.blocks[: max(self.spec.depth - 1, 1)]:
+        for block in self.blocks[: self.num_run_blocks]:
             x = block(x, language)
         return x[:, self.num_prefix_tokens:]

@@ -134,6 +134,8 @@ class ExecutorNode(Node):
             latency_window=max(1, int(p["stats_window_s"] * rate)),
         )
         self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))
+        # Tick periods on the clock the timer follows: wall time, or simulated time under use_sim_time.
+        self._tick_clock = self.now_s if self.get_parameter("use_sim_time").value else time.perf_counter
         self.backend = make_backend(self, p, self.arm_columns, period)
         self._request_realtime(int(p["realtime_priority"]))
 
@@ -209,7 +211,7 @@ class ExecutorNode(Node):
 
     # ---- the tick ------------------------------------------------------------------
     def _on_tick(self) -> None:
-        self.ticks.on_tick(time.perf_counter())
+        self.ticks.on_tick(self._tick_clock())
         now = self.now_s()
         result = self.core.tick(now)
         if result.command is not None:

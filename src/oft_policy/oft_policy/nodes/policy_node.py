@@ -90,7 +90,7 @@ class PolicyNode(LifecycleNode):
         self.skipped = 0
         self.last_problem = "not configured"
         self.sequence = 0
-        self._subscriptions = []
+        self._input_subscriptions = []
         self._check_timer = None
         self.chunk_pub = None
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
@@ -149,14 +149,14 @@ class PolicyNode(LifecycleNode):
         compressed = bool(p["compressed_images"])
         for camera, topic in zip(spec.camera_names, camera_topics):
             msg_type, topic = (CompressedImage, f"{topic}/compressed") if compressed else (Image, topic)
-            self._subscriptions.append(self.create_subscription(
+            self._input_subscriptions.append(self.create_subscription(
                 msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), SENSOR_QOS))
         n = len(arm_names)
         for i, topic in enumerate(topics):
             index_map = joint_state_index_map(arm_names, spec.joint_names[i * n:(i + 1) * n], i * n)
-            self._subscriptions.append(self.create_subscription(
+            self._input_subscriptions.append(self.create_subscription(
                 JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS))
-        self._subscriptions.append(self.create_subscription(
+        self._input_subscriptions.append(self.create_subscription(
             ExecutorStatus, p["executor_status_topic"], self._on_executor_status, STATUS_QOS))
         self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, p["chunk_topic"], CHUNK_QOS)
 
@@ -188,9 +188,9 @@ class PolicyNode(LifecycleNode):
 
     def _release(self) -> None:
         self._stop_inference()
-        for sub in self._subscriptions:
+        for sub in self._input_subscriptions:
             self.destroy_subscription(sub)
-        self._subscriptions = []
+        self._input_subscriptions = []
         if self.chunk_pub is not None:
             self.destroy_lifecycle_publisher(self.chunk_pub)
             self.chunk_pub = None

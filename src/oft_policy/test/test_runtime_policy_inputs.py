@@ -1,0 +1,142 @@
+"""The policy node's plain parts and the message conversions (no DDS traffic)."""
+
+import io
+
+import numpy as np
+import pytest
+from oft_msgs.msg import ActionChunk
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from oft_policy.names import ALOHA_JOINT_NAMES, ARM_JOINTS
+from oft_policy.nodes.conversions import (
+    ImageConversionError,
+    chunk_from_msg,
+    chunk_to_msg,
+    compressed_to_rgb,
+    image_to_rgb,
+    joint_state_index_map,
+    positions_by_name,
+    rgb_to_image,
+)
+from oft_policy.runtime import Chunk
+from oft_policy.runtime.policy_inputs import ChunkTrigger, InputBuffer
+
+D = len(ALOHA_JOINT_NAMES)
+CAMERAS = ("cam_high", "cam_left_wrist")
+
+
+# ---- conversions ---------------------------------------------------------------------
+def test_chunk_message_round_trip():
+    rows = np.arange(3 * D, dtype=np.float64).reshape(3, D) * 0.01
+    chunk = Chunk.from_rows(rows, ALOHA_JOINT_NAMES, 42, 100.25, 100.3, 0.02, "oft-x", 12.5)
+    back = chunk_from_msg(chunk_to_msg(chunk, ActionChunk))
+    assert back.sequence == 42 and back.joint_names == ALOHA_JOINT_NAMES and back.model_id == "oft-x"
+    assert (back.chunk_size, back.action_dim) == (3, D)
+    assert np.allclose(back.rows(), rows, atol=1e-6)
+    assert back.stamp_s == pytest.approx(100.25) and back.start_time_s == pytest.approx(100.3)
+    assert back.period_s == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_image_encodings_to_rgb_with_row_padding(encoding):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}[encoding]
+    if encoding == "mono8":
+        rgb = np.repeat(rgb[:, :, :1], 3, axis=2)
+        pixels = rgb[:, :, :1]
+    elif encoding.startswith("bgr"):
+        pixels = rgb[:, :, ::-1]
+    else:
+        pixels = rgb
+    if channels == 4:
+        pixels = np.concatenate([pixels, np.full((5, 7, 1), 9, np.uint8)], axis=2)
+    padded = np.zeros((5, 7 * channels + 3), np.uint8)  # 3 bytes of padding per row
+    padded[:, : 7 * channels] = pixels.reshape(5, -1)
+    msg = Image(height=5, width=7, encoding=encoding, step=7 * channels + 3, data=padded.tobytes())
+    assert np.array_equal(image_to_rgb(msg), rgb)
+
+
+def test_bad_images_raise_clear_errors():
+    with pytest.raises(ImageConversionError, match="unsupported image encoding"):
+        image_to_rgb(Image(height=1, width=1, encoding="16UC1", step=2, data=b"\0\0"))
+    with pytest.raises(ImageConversionError, match="does not fit"):
+        image_to_rgb(Image(height=4, width=4, encoding="rgb8", step=12, data=b"\0" * 10))
+    with pytest.raises(ImageConversionError, match="cannot decode"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg"))
+
+
+def test_rgb_image_message_and_compressed_png_round_trip():
+    from PIL import Image as PILImage
+
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    assert np.array_equal(image_to_rgb(rgb_to_image(rgb, Image, 1.5)), rgb)
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    assert np.array_equal(compressed_to_rgb(CompressedImage(format="png", data=buffer.getvalue())), rgb)
+
+
+def test_joint_states_map_by_name_ignoring_extras():
+    index_map = joint_state_index_map(ARM_JOINTS, ALOHA_JOINT_NAMES[7:], 7)
+    msg = JointState(name=["left_finger", "gripper", "waist", "right_waist"], position=[9.0, 0.5, 0.1, 0.2])
+    columns, values = positions_by_name(msg, index_map)
+    assert dict(zip(columns, values)) == {13: 0.5, 7: 0.2}  # 'right_waist' is the same column as 'waist'
+
+
+# ---- inputs and trigger --------------------------------------------------------------------
+def filled_buffer(stamp=10.0, max_age=0.5):
+    buffer = InputBuffer(CAMERAS, ALOHA_JOINT_NAMES, max_age)
+    for cam in CAMERAS:
+        buffer.put_image(cam, stamp, f"{cam}@{stamp}")
+    buffer.put_joints(range(D), np.zeros(D), stamp)
+    return buffer
+
+
+def test_input_buffer_reports_missing_and_stale_inputs():
+    buffer = InputBuffer(CAMERAS, ALOHA_JOINT_NAMES, 0.5)
+    assert any("no cam_high" in p for p in buffer.problems(10.0))
+    buffer = filled_buffer(stamp=10.0)
+    assert buffer.problems(10.2) == []
+    problems = buffer.problems(11.0)
+    assert len(problems) == 3 and all("1.000 s old" in p for p in problems)
+    buffer.put_image("cam_high", 9.0, "older frame")  # never replaces a newer one
+    assert buffer.observation()[0]["cam_high"] == "cam_high@10.0"
+
+
+def test_observation_is_stamped_with_the_oldest_frame():
+    buffer = filled_buffer(stamp=10.0)
+    buffer.put_image("cam_high", 10.03, "new")
+    payloads, joints, stamp = buffer.observation()
+    assert stamp == 10.0 and payloads["cam_high"] == "new" and joints.shape == (D,)
+
+
+def test_queue_trigger_waits_for_the_executor_to_confirm():
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=1.0, fresh_wait_s=0.05)
+    buffer = filled_buffer(stamp=10.0)
+    trigger.on_executor_status(queue_depth=20, last_sequence=0)
+    assert not trigger.ready(10.0, buffer)
+    trigger.on_executor_status(queue_depth=5, last_sequence=0)
+    assert not trigger.ready(10.01, buffer)  # wanted since 10.01; frames are older: wait for fresh ones
+    buffer.put_image("cam_high", 10.02, "f")
+    buffer.put_image("cam_left_wrist", 10.02, "f")
+    assert trigger.ready(10.02, buffer)
+    trigger.on_published(7, 10.05)
+    trigger.on_executor_status(queue_depth=5, last_sequence=0)  # not yet seen by the executor
+    assert trigger.wanted_since(10.1) is None
+    trigger.on_executor_status(queue_depth=5, last_sequence=7)
+    assert trigger.wanted_since(10.2) == 10.2
+    trigger.on_executor_status(queue_depth=0, last_sequence=7, halted=True)
+    assert trigger.wanted_since(10.3) is None  # a halted executor gets no chunks
+
+
+def test_unconfirmed_chunk_is_retried_after_the_timeout_and_fixed_rate_mode():
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=0.5)
+    trigger.on_published(3, 10.0)
+    assert trigger.wanted_since(10.4) is None and trigger.wanted_since(10.6) == 10.6
+    fixed = ChunkTrigger(mode="fixed_rate", fixed_period_s=0.2, fresh_wait_s=0.0)
+    buffer = filled_buffer(stamp=10.0)
+    assert fixed.ready(10.0, buffer)
+    fixed.on_published(1, 10.01)
+    assert not fixed.ready(10.1, buffer) and fixed.ready(10.21, buffer)
+    with pytest.raises(ValueError, match="trigger mode"):
+        ChunkTrigger(mode="sometimes")
