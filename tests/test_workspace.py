@@ -41,6 +41,7 @@ def fresh_install(tmp_path_factory, ros_env) -> Path:
         [
             sys.executable, "-m", "colcon", "build",
             "--base-paths", str(REPO / "src"),
+            "--metas", str(REPO / "colcon.meta"),
             "--build-base", str(base / "build"),
             "--install-base", str(base / "install"),
             "--event-handlers", "console_cohesion-", "status-",

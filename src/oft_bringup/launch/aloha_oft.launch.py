@@ -34,6 +34,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
 from oft_policy.names import CAMERA_NAMES, camera_topic
 from oft_policy.normalization import STATS_FILENAME
@@ -63,6 +64,11 @@ def _declare_arguments():
         )
         for camera in CAMERA_NAMES
     ]
+
+
+def _text(substitution):
+    """A string parameter value, never YAML-typed by launch_ros."""
+    return ParameterValue(substitution, value_type=str)
 
 
 def _optional_include(argument, use_sim):
@@ -113,9 +119,10 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("policy_params"),
             {
-                "checkpoint_path": checkpoint,
-                "instruction": LaunchConfiguration("instruction"),
-                "device": LaunchConfiguration("device"),
+                # Text stays text (an instruction like "yes" or "1" would otherwise be YAML-typed).
+                "checkpoint_path": _text(checkpoint),
+                "instruction": _text(LaunchConfiguration("instruction")),
+                "device": _text(LaunchConfiguration("device")),
                 "use_sim_time": use_sim,
             },
         ],
@@ -130,10 +137,10 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("executor_params"),
             {
-                "backend": LaunchConfiguration("backend"),
+                "backend": _text(LaunchConfiguration("backend")),
                 # float(): control_rate:=50 must still reach a double parameter as 50.0.
                 "control_rate_hz": PythonExpression(["float(", LaunchConfiguration("control_rate"), ")"]),
-                "stats_path": PathJoinSubstitution([checkpoint, STATS_FILENAME]),
+                "stats_path": _text(PathJoinSubstitution([checkpoint, STATS_FILENAME])),
                 "use_sim_time": use_sim,
             },
         ],

@@ -42,6 +42,7 @@ from oft_bringup.static_launch import (
     LaunchFile,
     NodeAction,
     PackageExecutable,
+    TypedValue,
     Unknown,
     read_launch_file,
     resolve,
@@ -223,7 +224,12 @@ def _remapping_problems(remappings, interface, node_name, namespace, launch_file
 
 
 def _launch_parameter_value(value, arguments, declared):
-    """A parameter value as launch_ros passes it: substitutions become text, then YAML-typed."""
+    """A parameter value as launch_ros passes it: substitutions become text, then YAML-typed
+    (unless wrapped in ParameterValue(..., value_type=str), which stays text)."""
+    if isinstance(value, TypedValue):
+        if value.value_type is str:
+            return resolve_text(value.value, arguments, declared)
+        value = value.value
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
         return list(value)
     if isinstance(value, (bool, int, float)):

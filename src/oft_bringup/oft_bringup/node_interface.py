@@ -235,12 +235,13 @@ def _yaml_scalar(value) -> str:
 def yaml_sections_for(data: dict, node_name: str, namespace: str = "/") -> Iterable[dict]:
     """The `ros__parameters` blocks of a parameter file that apply to one node.
 
-    Keys rclpy matches: `/**`, the node name, or its fully qualified name
-    (with or without the leading slash), plus `/**/name` wildcards.
+    Keys rclpy matches: `/**`, the node's fully qualified name (with or without
+    the leading slash, so a bare name is a node in the root namespace), and
+    `/**/name`; or a namespace key holding a node-name key.
     """
     namespace = namespace if namespace.endswith("/") else namespace + "/"
     full = f"{namespace}{node_name}"
-    accepted = {"/**", "**", node_name, full, full.lstrip("/"), f"/**/{node_name}"}
+    accepted = {"/**", "**", full, full.lstrip("/"), f"/**/{node_name}"}  # a bare name means the root namespace
     for key, block in (data or {}).items():
         if key in accepted and isinstance(block, dict) and "ros__parameters" in block:
             yield block["ros__parameters"]

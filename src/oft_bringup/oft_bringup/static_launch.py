@@ -99,6 +99,14 @@ class PyExpression:
 
 
 @dataclass(frozen=True)
+class TypedValue:
+    """`ParameterValue(value, value_type=...)`: a parameter value launch_ros does not YAML-parse."""
+
+    value: Any
+    value_type: Any = None
+
+
+@dataclass(frozen=True)
 class Concat:
     """A list of substitutions that launch concatenates into one string."""
 
@@ -470,7 +478,7 @@ class _Interpreter:
 
     @staticmethod
     def _binop(op, left, right):
-        lazy = (LaunchArg, JoinPath, PackageShare, PackageExecutable, PyExpression, Concat)
+        lazy = (LaunchArg, JoinPath, PackageShare, PackageExecutable, PyExpression, TypedValue, Concat)
         if isinstance(op, ast.Add) and (isinstance(left, lazy) or isinstance(right, lazy)):
             return Concat((left, right))
         if isinstance(left, Unknown) or isinstance(right, Unknown):
@@ -530,7 +538,8 @@ class _Interpreter:
             return self._call_function(func, args, kwargs)
         if isinstance(func, Unknown) or not callable(func):
             return Unknown(f"call of {func}")
-        if any(isinstance(v, (LaunchArg, JoinPath, PackageShare, PackageExecutable, PyExpression, Concat, LaunchCall))
+        if any(isinstance(v, (LaunchArg, JoinPath, PackageShare, PackageExecutable, PyExpression, TypedValue, Concat,
+                              LaunchCall))
                for v in [*args, *kwargs.values()]):
             return Unknown(f"{getattr(func, '__name__', func)}() of a launch-time value")
         try:
@@ -587,6 +596,8 @@ class _Interpreter:
         if kind == "PythonExpression":
             parts = args[0] if args else kwargs.get("expression", [])
             return PyExpression(tuple(parts) if isinstance(parts, (list, tuple)) else (parts,))
+        if kind == "ParameterValue":
+            return TypedValue(args[0] if args else kwargs.get("value"), kwargs.get("value_type"))
         if kind == "ExecutableInPackage":
             return PackageExecutable(kwargs.get("package", args[1] if len(args) > 1 else None),
                                      kwargs.get("executable", args[0] if args else None))

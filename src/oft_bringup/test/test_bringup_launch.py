@@ -102,6 +102,11 @@ def test_aloha_oft_nodes_arguments_and_remappings(request, provider, tmp_path):
     # the remapped camera topics really are the configured policy node's subscriptions
     policy_report = next(n for n in report.nodes if n.executable == "policy_node")
     assert remapped <= set(policy_report.interface.subscriptions)
+    assert policy_report.interface.parameters["instruction"].value == "transfer the cube"
+
+    # Text arguments stay text: YAML would make "yes" a bool, which the string parameter refuses.
+    yes = check_launch_file(path, {**_arguments(path, request, tmp_path), "instruction": "yes"}, provider)
+    assert yes.ok, "\n".join(yes.problems)
 
 
 def test_policy_lifecycle_is_driven_in_order():
@@ -230,3 +235,18 @@ def test_checker_reports_a_wrong_parameter_type(tmp_path, provider):
     ))
     report = check_launch_file(tmp_path / "typed.launch.py", {}, provider)
     assert any("building ExecutorNode" in p for p in report.problems), report.problems
+
+
+def test_parameter_file_sections_match_as_rclpy_does():
+    from oft_bringup.node_interface import flatten_parameters, yaml_sections_for
+
+    data = {
+        "/**": {"ros__parameters": {"use_sim_time": True}},
+        "executor_node": {"ros__parameters": {"drift": {"warn": 0.1}}},
+        "robot": {"executor_node": {"ros__parameters": {"control_rate_hz": 100.0}}},
+        "policy_node": {"ros__parameters": {"device": "cuda"}},
+    }
+    plain = [flatten_parameters(s) for s in yaml_sections_for(data, "executor_node", "/")]
+    assert plain == [{"use_sim_time": True}, {"drift.warn": 0.1}]
+    namespaced = [flatten_parameters(s) for s in yaml_sections_for(data, "executor_node", "/robot")]
+    assert namespaced == [{"use_sim_time": True}, {"control_rate_hz": 100.0}]

@@ -62,12 +62,15 @@ def spin_until_done(node, recorder: BagRecorder, duration: float, label: str) ->
 
 
 def main_impl(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic))
     import rclpy
     from rclpy.parameter import Parameter
+    from rclpy.utilities import remove_ros_args
 
-    rclpy.init()  # rclpy's own handlers turn SIGINT/SIGTERM into a context shutdown
+    # Accept `--ros-args ...` (what launch_ros appends) beside our own flags.
+    full_argv = ["record", *(sys.argv[1:] if argv is None else argv)]
+    args = build_parser().parse_args(remove_ros_args(full_argv)[1:])
+    topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic))
+    rclpy.init(args=full_argv)  # rclpy's own handlers turn SIGINT/SIGTERM into a context shutdown
     node = rclpy.create_node("oft_bag_recorder")
     try:
         if args.use_sim_time:
