@@ -93,6 +93,7 @@ class ClosedLoop:
         self._chunks = 0
         self._first_chunk_step: Optional[int] = None
         self._executor_seen = False
+        self._halted = ""
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # children inherit it
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -200,6 +201,7 @@ class ClosedLoop:
         self._commands = self._chunks = 0
         self._first_chunk_step = None
         self._executor_seen = False
+        self._halted = ""
         self.record.latency.clear_pending()
         executor_params = {
             "backend": "ros2_control",
@@ -215,6 +217,7 @@ class ClosedLoop:
         # start pose while the executor and policy come up, however long that takes here.
         self._wait(
             lambda: self.sim.success
+            or bool(self._halted)
             or (self._first_chunk_step is not None and self.sim.steps - self._first_chunk_step >= s.max_steps),
             s.episode_timeout_s,
             f"episode seed {seed}",
@@ -230,6 +233,7 @@ class ClosedLoop:
             wall_s=round(time.monotonic() - started, 2),
             commands=self._commands,
             chunks=self._chunks,
+            halted=self._halted,
         )
 
     _policy_active = False
@@ -263,6 +267,8 @@ class ClosedLoop:
 
     def _on_status(self, msg) -> None:
         self._executor_seen = True
+        if msg.state == msg.HALTED and not self._halted:
+            self._halted = msg.reason or "halted"  # the episode ends: only ~/resume would re-arm it
 
     # --- plumbing --------------------------------------------------------------------------------
 

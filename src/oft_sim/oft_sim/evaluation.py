@@ -67,6 +67,7 @@ class EpisodeOutcome:
     wall_s: float
     commands: int = 0  # arm commands the evaluator saw during the episode
     chunks: int = 0
+    halted: str = ""  # the executor's reason when its drift monitor halted the episode
 
 
 @dataclass

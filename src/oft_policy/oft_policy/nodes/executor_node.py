@@ -8,6 +8,7 @@ result into arm commands, a DriftReport, ExecutorStatus (10 Hz) and diagnostics.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import sys
 import time
@@ -308,6 +309,9 @@ def main(args=None) -> int:
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # Everything allocated so far lives as long as the node: keep it out of the garbage
+    # collector's full passes, which would otherwise walk it while a tick waits.
+    gc.freeze()
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -62,7 +62,9 @@ def run(args, log=print) -> dict:
             outcomes.append(outcome)
             log(
                 f"seed {seed}: {'success' if outcome.success else 'failure'} (max reward {outcome.max_reward}, "
-                f"{outcome.steps} steps, {outcome.chunks} chunks, {outcome.wall_s:.1f} s) "
+                f"{outcome.steps} steps, {outcome.chunks} chunks, {outcome.wall_s:.1f} s"
+                + (f", executor halted: {outcome.halted}" if outcome.halted else "")
+                + ") "
                 f"[{sum(o.success for o in outcomes)}/{len(outcomes)}]"
             )
     finally:
