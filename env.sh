@@ -19,5 +19,10 @@ case $- in *u*) _oft_nounset=1; set +u ;; *) _oft_nounset=0 ;; esac
 # shellcheck disable=SC1091
 source "$_oft_root/install/setup.bash"
 [ "$_oft_nounset" = 1 ] && set -u
-export OFT_ROOT=$_oft_root
-unset _oft_root _oft_venv _oft_nounset
+# Console scripts live in install/<pkg>/lib/<pkg>/ (where `ros2 run` looks); put
+# them on PATH too, since the `ros2` CLI is not available from PyPI.
+for _oft_bin in "$_oft_root"/install/oft_*/lib/oft_*; do
+  [ -d "$_oft_bin" ] && case ":$PATH:" in *":$_oft_bin:"*) ;; *) PATH="$_oft_bin:$PATH" ;; esac
+done
+export PATH OFT_ROOT=$_oft_root
+unset _oft_root _oft_venv _oft_nounset _oft_bin

@@ -112,6 +112,16 @@ def test_publishes_fresh_chunks_only_while_active(ros_env, harness, tmp_path, ch
     assert status.message == "inactive"
 
 
+def test_compressed_images(ros_env, harness, tmp_path, checkpoint):
+    with ExitStack() as stack:
+        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES, compressed=True)
+        stack.callback(robot.stop)
+        start(stack, support.start_node(POLICY, policy_params(checkpoint, compressed_images=True), ros_env,
+                                        tmp_path / "policy.log"))
+        bring_up(harness)
+        support.wait_for(lambda: harness.chunk_count() >= 2, 30.0, what="chunks from compressed images")
+
+
 def test_stale_inputs_publish_nothing_and_say_why(ros_env, harness, tmp_path, checkpoint):
     with ExitStack() as stack:
         robot = support.FakeRobot(ros_env, tmp_path, "forward_position")  # joint states, no cameras

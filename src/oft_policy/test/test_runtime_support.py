@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import copy
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -110,12 +109,12 @@ class FakeRobot:
     """The fake robot subprocess; `commands()` reads what it recorded so far."""
 
     def __init__(self, env: dict, workdir: Path, backend: str = "interbotix", initial: float = 0.0,
-                 cameras: tuple = (), rate_hz: float = 100.0):
+                 cameras: tuple = (), rate_hz: float = 100.0, compressed: bool = False):
         self.out = workdir / f"fake_robot_{backend}_{time.monotonic_ns()}.jsonl"
         cmd = [sys.executable, "-m", "oft_policy.nodes.fake_robot", "--backend", backend, "--initial", str(initial),
                "--record", str(self.out), "--rate", str(rate_hz), "--camera-rate", "30", "--stdin-control"]
         if cameras:
-            cmd += ["--cameras", ",".join(cameras)]
+            cmd += ["--cameras", ",".join(cameras)] + (["--compressed"] if compressed else [])
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=open(workdir / "fake_robot.log", "ab"))
 

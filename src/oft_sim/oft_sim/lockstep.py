@@ -152,6 +152,6 @@ class ChunkCoverage:
             self._waiting_since = now_wall
         if now_wall - self._waiting_since >= self.timeout_s:
             self.stalls += 1
-            self._waiting_since = None
+            self.reset()  # run free until the next chunk arrives
             return True
         return False

@@ -29,14 +29,16 @@ def checkpoint(tmp_path_factory):
     rng = np.random.default_rng(0)
     proprio = start + 0.05 * rng.standard_normal((256, 14))
     offset = np.tile([0.3, 0.3, -0.3, 0.0, 0.3, 0.0, 0.0], 2)
-    actions = start + offset + rng.uniform(-1.0, 1.0, (256, 14))
+    actions = start + offset + rng.uniform(-0.4, 0.4, (256, 14))
     stats = NormalizationStats.fit(proprio, actions, names.ALOHA_JOINT_NAMES, action_scheme="min_max")
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", chunk_size=10, stats=stats), start
 
 
 def test_policy_drives_the_simulated_arms(checkpoint, tmp_path):
     path, start = checkpoint
-    settings = LoopSettings(checkpoint=path, image_size=(48, 64), max_steps=100, log_dir=tmp_path / "logs")
+    settings = LoopSettings(
+        checkpoint=path, image_size=(48, 64), max_steps=100, log_dir=tmp_path / "logs", episode_timeout_s=120.0
+    )
     loop = ClosedLoop(settings)
     from oft_msgs.msg import ActionChunk
     from sensor_msgs.msg import JointState

@@ -68,5 +68,6 @@ def test_chunk_coverage_holds_sim_time_at_the_end_of_the_newest_chunk():
     assert not coverage.allows(1_220_000_000, now_wall=1.0)
     assert coverage.allows(1_220_000_000, now_wall=2.1)  # timeout: step anyway, counted
     assert coverage.stalls == 1
-    coverage.reset()
-    assert coverage.allows(5 * 10**9, now_wall=2.2)
+    assert coverage.allows(5 * 10**9, now_wall=2.2)  # and run free until the next chunk
+    coverage.add_chunk(start_ns=5 * 10**9, rows=1, period_ns=20_000_000)
+    assert not coverage.allows(5_040_000_000, now_wall=2.3)

@@ -33,6 +33,16 @@ FINGER_POSITION = 0.03
 BACKENDS = ("interbotix", "forward_position", "joint_trajectory")
 
 
+def _png(frame: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(frame).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="fake_robot", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS, default="interbotix")
@@ -42,6 +52,8 @@ def parse_args(argv):
     parser.add_argument("--cameras", default="", help="comma-separated camera names to publish images for")
     parser.add_argument("--camera-rate", type=float, default=30.0)
     parser.add_argument("--image-size", default="48x64", help="HxW of the published images")
+    parser.add_argument("--compressed", action="store_true",
+                        help="publish PNG sensor_msgs/CompressedImage on <camera topic>/compressed instead")
     parser.add_argument("--stdin-control", action="store_true",
                         help="read `offset <value>` lines from stdin; end of input stops the process")
     return parser.parse_args(argv)
@@ -66,7 +78,8 @@ class FakeRobot:
         node.create_timer(1.0 / args.rate, self.publish_states)
         cameras = [c for c in args.cameras.split(",") if c]
         if cameras:
-            self._start_cameras(cameras, args.camera_rate, tuple(int(v) for v in args.image_size.split("x")))
+            self._start_cameras(cameras, args.camera_rate, tuple(int(v) for v in args.image_size.split("x")),
+                                args.compressed)
 
     def _subscribe(self, backend: str) -> None:
         from oft_policy.qos import STATUS_QOS
@@ -130,21 +143,35 @@ class FakeRobot:
             msg.header.stamp = stamp
             pub.publish(msg)
 
-    def _start_cameras(self, cameras, rate_hz, size) -> None:
-        from sensor_msgs.msg import Image
+    def _start_cameras(self, cameras, rate_hz, size, compressed: bool) -> None:
+        from sensor_msgs.msg import CompressedImage, Image
 
-        from oft_policy.nodes.conversions import rgb_to_image
+        from oft_policy.nodes.conversions import rgb_to_image, seconds_to_time
         from oft_policy.qos import SENSOR_QOS
 
-        pubs = [self.node.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in cameras]
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)]
+        if compressed:
+            pngs = [_png(frame) for frame in frames]
+            pubs = [self.node.create_publisher(CompressedImage, f"{names.camera_topic(c)}/compressed", SENSOR_QOS)
+                    for c in cameras]
+
+            def make(index, now):
+                msg = CompressedImage(format="png", data=pngs[index])
+                msg.header.stamp = seconds_to_time(now)
+                return msg
+        else:
+            pubs = [self.node.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in cameras]
+
+            def make(index, now):
+                return rgb_to_image(frames[index], Image, now)
+
         count = [0]
 
         def publish_images():
             now = self.node.get_clock().now().nanoseconds * 1e-9
             for pub in pubs:
-                pub.publish(rgb_to_image(frames[count[0] % len(frames)], Image, now))
+                pub.publish(make(count[0] % len(frames), now))
             count[0] += 1
 
         self.node.create_timer(1.0 / rate_hz, publish_images)
