@@ -155,9 +155,11 @@ def test_executor_holds_when_the_policy_dies_and_resumes_with_a_new_one(ros_env,
         last = harness.chunks[-1][1]
         start_s = last.start_time.sec + last.start_time.nanosec * 1e-9
         last_due = start_s + (last.chunk_size - 1) * PERIOD
-        time.sleep(0.3)
+        time.sleep(0.5)
         ticks = robot.full_commands()
-        held = [v for t, v in ticks if t > last_due + 2 * PERIOD + 0.03]
+        # Rows are never executed after their tick, so every command from then on is the hold;
+        # the margin only covers the delivery delay of the command itself on a loaded machine.
+        held = [v for t, v in ticks if t > last_due + PERIOD + 0.15]
         assert len(held) >= 5 and all(np.array_equal(v, held[0]) for v in held), \
             "the executor must hold one position from the tick after the queue runs dry"
         before = harness.chunk_count()

@@ -21,7 +21,6 @@ import numpy as np
 
 from oft_policy import names
 from oft_policy.normalization import STATS_FILENAME
-from oft_sim import interface
 from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
 from oft_sim.processes import NodeProcess, node_command, ros_args
 from oft_sim.simulator import CONTROL_PERIOD_S
@@ -50,6 +49,7 @@ class LoopSettings:
     execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested
     realtime: bool = False
     torch_threads: int = 1
+    drift_critical_threshold: Optional[float] = None  # None: the executor's default
     log_dir: Path = Path("evaluate_logs")
     episode_timeout_s: float = 600.0
 
@@ -94,6 +94,7 @@ class ClosedLoop:
         self._first_chunk_step: Optional[int] = None
         self._executor_seen = False
         self._halted = ""
+        self._policy_active = False
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # children inherit it
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -208,6 +209,8 @@ class ClosedLoop:
             "use_sim_time": True,
             "stats_path": str(Path(s.checkpoint).resolve() / STATS_FILENAME),
         }
+        if s.drift_critical_threshold is not None:
+            executor_params["drift_critical_threshold"] = float(s.drift_critical_threshold)
         self._executor_proc = self._start("executor_node", "oft_policy", "oft_policy.nodes.executor_node", executor_params)
         self._wait(lambda: self._executor_seen, 120.0, "the executor node", self._executor_proc)
         self._lifecycle("activate")
@@ -235,8 +238,6 @@ class ClosedLoop:
             chunks=self._chunks,
             halted=self._halted,
         )
-
-    _policy_active = False
 
     # --- observer callbacks ----------------------------------------------------------------------
 

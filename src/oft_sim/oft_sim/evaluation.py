@@ -56,6 +56,7 @@ class ImageToCommandLatency:
         for image_wall in self._waiting:
             self.samples_ms.append((wall_s - image_wall) * 1e3)
         self._waiting = []
+        self.last_command_wall = wall_s
 
 
 @dataclass

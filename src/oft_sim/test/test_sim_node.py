@@ -1,6 +1,5 @@
 """The aloha_sim node as a real process over loopback DDS: sensors, clock, commands, reset."""
 
-import json
 
 import numpy as np
 import pytest

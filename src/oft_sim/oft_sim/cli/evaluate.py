@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-width", type=int, default=128)
     parser.add_argument("--realtime", action="store_true", help="pace the simulator to the wall clock (latency benchmark)")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--drift-critical-threshold", type=float,
+        help="executor drift trend that halts the arms (and ends the episode as a failure); default: the executor's",
+    )
     parser.add_argument("--video", help="write an mp4 of the first episode's high camera here")
     parser.add_argument("--drift-plot", help="write a PNG of the drift trend of every episode here")
     parser.add_argument("--log-dir", help="node logs (default: a temporary directory)")
@@ -51,6 +55,7 @@ def run(args, log=print) -> dict:
         execute_steps=args.chunk_size,
         realtime=args.realtime,
         torch_threads=args.torch_threads,
+        drift_critical_threshold=args.drift_critical_threshold,
         log_dir=log_dir,
     )
     loop = ClosedLoop(settings, log=log)

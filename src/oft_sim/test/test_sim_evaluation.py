@@ -1,0 +1,62 @@
+"""What evaluate measures and writes, without ROS: latency pairing, summary keys, artifacts."""
+
+import json
+
+import av
+import numpy as np
+
+from oft_sim.evaluation import (
+    DriftTrace,
+    EpisodeOutcome,
+    ImageToCommandLatency,
+    percentiles,
+    plot_drift,
+    summarize,
+    write_json,
+    write_video,
+)
+
+
+def test_latency_is_image_arrival_to_first_command_after_the_chunk():
+    latency = ImageToCommandLatency()
+    latency.on_image(stamp_ns=1_000, wall_s=10.0)
+    latency.on_image(stamp_ns=2_000, wall_s=10.02)
+    latency.on_command(10.01)  # no chunk yet: not a sample
+    latency.on_chunk(observation_stamp_ns=1_000)
+    latency.on_command(10.05)
+    latency.on_command(10.07)  # only the first command after a chunk counts
+    latency.on_chunk(observation_stamp_ns=9_999)  # an observation never seen
+    latency.on_chunk(observation_stamp_ns=2_000)
+    latency.clear_pending()  # episode boundary
+    latency.on_command(11.0)
+    assert np.allclose(latency.samples_ms, [50.0])
+    assert latency.unmatched_chunks == 1
+
+
+def test_summary_has_the_issue_keys(tmp_path):
+    outcomes = [EpisodeOutcome(1000, True, 4, 300, 5.0), EpisodeOutcome(1001, False, 2, 400, 6.0)]
+    trace = DriftTrace(1000)
+    trace.add(0.02, 0.01, 0.05, 0.15)
+    trace.add(0.04, 0.2, 0.05, 0.15)
+    result = summarize(outcomes, 1000, [10.0, 20.0, 30.0], [0.0, 0.1], [trace])
+    assert result["success_rate"] == 0.5 and result["episodes"] == 2 and result["first_seed"] == 1000
+    assert set(result["image_to_command_ms"]) == {"p50", "p95", "p99"}
+    assert set(result["executor_period_error_ms"]) == {"p50", "p99"}
+    assert result["image_to_command_ms"]["p50"] == 20.0
+    assert result["peak_drift"] == 0.2
+    write_json(result, tmp_path / "out" / "eval.json")
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["success_rate"] == 0.5
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
+
+
+def test_video_and_drift_plot_are_real_files(tmp_path):
+    frames = [np.full((48, 63, 3), 10 * i, dtype=np.uint8) for i in range(12)]
+    path = write_video(frames, tmp_path / "rollout.mp4", fps=10)
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 12 and decoded[0].shape == (48, 62, 3)
+    trace = DriftTrace(7)
+    for i in range(20):
+        trace.add(i * 0.02, 0.01 * i, 0.05, 0.15)
+    png = plot_drift([trace], tmp_path / "drift.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
