@@ -198,11 +198,13 @@ def test_drift_compares_with_the_delayed_command():
 def test_drift_scale_from_stats_uses_action_range():
     rng = np.random.default_rng(0)
     samples = rng.uniform(-0.5, 0.5, size=(100, D))
-    samples[:, 0] = 0.3  # degenerate: falls back to the joint's limit range
+    samples[:, 0] = 0.3  # a joint the task never moves: floored at a tenth of its limit range
+    samples[:, 2] = rng.uniform(0.0, 0.02, size=100)  # barely moves: floored too
     stats = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES)
     scale = drift_scale_from_stats(stats, ALOHA_JOINT_NAMES, LIMITS)
     assert scale[1] == pytest.approx(samples[:, 1].max() - samples[:, 1].min())
-    assert scale[0] == pytest.approx(LIMITS.span[0])
+    assert scale[0] == pytest.approx(0.1 * LIMITS.span[0])
+    assert scale[2] == pytest.approx(0.1 * LIMITS.span[2])
     with pytest.raises(ValueError, match="name joints"):
         drift_scale_from_stats(stats, ALOHA_JOINT_NAMES[::-1], LIMITS)
 

@@ -4,6 +4,8 @@ Everything the real robot also has (joint states, cameras, command topics) comes
 from `oft_policy.names`; these are the simulator's own extras.
 """
 
+from oft_policy import names
+
 SIM_NODE_NAME = "aloha_sim"
 
 REWARD_TOPIC = "/sim/reward"
@@ -21,7 +23,7 @@ RESET_SERVICE = "/sim/reset"
 """std_srvs/Trigger: start a new episode with the node's `seed` parameter (set it first);
 the response message is the new episode's JSON record (as on EPISODE_TOPIC)."""
 
-COMMANDED_ACTION_TOPIC = "/oft/commanded_action"
+COMMANDED_ACTION_TOPIC = names.COMMANDED_ACTION_TOPIC
 """std_msgs/Float64MultiArray, 14 values in ALOHA order: the action a demonstrator commanded
 at each control step (recorded with scripted demos; the training export's action source)."""
 

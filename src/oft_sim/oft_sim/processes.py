@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `finally` blocks stop the node processes we started
+    (they run in their own sessions and would otherwise outlive a terminated parent)."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def node_command(package: str, executable: str, module: str) -> List[str]:
     """argv of a console script the way `ros2 run package executable` finds it
     (<prefix>/lib/<package>/<executable>), else `python -m module`."""

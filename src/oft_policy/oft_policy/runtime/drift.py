@@ -38,15 +38,22 @@ class DriftSample:
     step: int
 
 
+MIN_SCALE_FRACTION_OF_LIMITS = 0.1
+
+
 def drift_scale_from_stats(stats: NormalizationStats, joint_names: Sequence[str], limits: JointLimits) -> np.ndarray:
-    """Per-joint action range from checkpoint stats; joints with a degenerate range fall back to the limits."""
+    """Per-joint action range from checkpoint stats, floored at a tenth of the joint's limit range.
+
+    The floor matters for joints a task barely moves (0.02 rad in transfer-cube):
+    scaled by their own tiny range, ordinary tracking error would read as CRITICAL drift.
+    """
     if tuple(stats.joint_names) != tuple(joint_names):
         raise ValueError(
             f"normalization stats name joints {list(stats.joint_names)}, the executor runs {list(joint_names)}"
         )
     low, high = stats.action_bounds
     span = np.asarray(high - low, dtype=np.float64)
-    return np.where(span > stats.eps, span, limits.span)
+    return np.maximum(span, MIN_SCALE_FRACTION_OF_LIMITS * np.asarray(limits.span, dtype=np.float64))
 
 
 class ActionDriftMonitor:

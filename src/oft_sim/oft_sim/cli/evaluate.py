@@ -9,6 +9,7 @@ from pathlib import Path
 
 from oft_sim.closed_loop import DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size
 from oft_sim.evaluation import plot_drift, summarize, write_json, write_video
+from oft_sim.processes import exit_on_sigterm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +105,7 @@ def run(args, log=print) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()
     try:
         result = run(args)
     except (ValueError, FileNotFoundError, RuntimeError, TimeoutError) as error:

@@ -7,6 +7,7 @@ import sys
 
 from oft_policy import names
 from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos
+from oft_sim.processes import exit_on_sigterm
 from oft_sim.scripted_policy import EPISODE_STEPS
 
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()
     try:
         results = record_scripted_demos(
             args.out,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from oft_sim.closed_loop import DEFAULT_INSTRUCTION
-from oft_sim.processes import node_command
+from oft_sim.processes import exit_on_sigterm, node_command
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,7 @@ def report(result: dict, made: Optional[dict], work: Path) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()
     scale = FULL if args.full else QUICK
     scale = Scale(
         scale.name,
