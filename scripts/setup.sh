@@ -12,6 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV=${OFT_VENV:-$ROOT/.venv}
 log() { printf '[setup] %s\n' "$*"; }
+trap 'log "failed (line $LINENO: $BASH_COMMAND)"' ERR
 
 install_apt_packages() {
   local wanted=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglvnd0)
@@ -55,7 +56,8 @@ fix_wheel_cmake_paths() {
   local inc pure
   inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   pure=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" "$VENV/lib" 2>/dev/null \
+  # grep exits 1 once every file is fixed; that is success here.
+  { grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" "$VENV/lib" 2>/dev/null || true; } \
     | xargs -0 -r sed -i \
         -e "s#/opt/python/cp311-cp311/include/python3.11#$inc#g" \
         -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages#$pure#g"
