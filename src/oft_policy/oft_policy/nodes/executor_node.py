@@ -18,7 +18,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from oft_msgs.msg import ActionChunk, DriftReport, ExecutorStatus
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -33,6 +32,7 @@ from oft_policy.nodes.conversions import (
     seconds_to_time,
 )
 from oft_policy.nodes.params import ParamSpec, declare_parameters
+from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.normalization import NormalizationStats
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
 from oft_policy.runtime import (
@@ -307,19 +307,9 @@ def main(args=None) -> int:
         print(f"{NODE_NAME}: cannot start: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     # Everything allocated so far lives as long as the node: keep it out of the garbage
     # collector's full passes, which would otherwise walk it while a tick waits.
-    gc.freeze()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_shutdown(node, before_spin=gc.freeze)
 
 
 if __name__ == "__main__":

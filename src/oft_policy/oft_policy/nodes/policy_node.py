@@ -29,7 +29,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from oft_msgs.msg import ActionChunk, ExecutorStatus
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -46,6 +45,7 @@ from oft_policy.nodes.conversions import (
     time_to_seconds,
 )
 from oft_policy.nodes.params import ParamSpec, declare_parameters, read_parameters
+from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
 from oft_policy.runtime.chunks import Chunk
 from oft_policy.runtime.latency import RollingStats
@@ -286,17 +286,7 @@ class PolicyNode(LifecycleNode):
 
 def main(args=None) -> int:
     rclpy.init(args=args)
-    node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_shutdown(PolicyNode())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ physics advances.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import List
 
@@ -33,6 +34,7 @@ from std_srvs.srv import Trigger
 
 from oft_policy import names
 from oft_policy.nodes.params import ParamSpec, declare_parameters
+from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import SENSOR_QOS, STATUS_QOS
 from oft_sim import interface
 from oft_sim.lockstep import ChunkCoverage, CommandBuffer, StepGate
@@ -280,20 +282,15 @@ def _image_msg(image: np.ndarray, camera: str, stamp: Time) -> Image:
     return msg
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     rclpy.init(args=args)
-    node = None
     try:
         node = AlohaSimNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    except BaseException:
+        rclpy.try_shutdown()
+        raise
+    return spin_until_shutdown(node)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
