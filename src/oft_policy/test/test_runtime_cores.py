@@ -286,3 +286,12 @@ def test_executor_halts_on_critical_drift_and_resume_rearms():
     resumed = core.tick(10.06)
     assert np.allclose(resumed.command, 1.0) and resumed.state == ExecutorState.HOLDING
     assert core.resume()[0] is False
+
+
+def test_start_outside_limits_walks_back_at_the_step_limit_without_a_jump():
+    limits = JointLimits.vx300s(ALOHA_JOINT_NAMES)
+    safety = SafetyFilter(limits, 0.02)
+    previous = limits.lower - 0.2  # e.g. a gripper closed on an object past its limit
+    command = safety.apply(limits.lower + 0.1, previous)
+    assert np.all(np.abs(command - previous) <= safety.max_step + 1e-12)
+    assert np.all(command > previous)

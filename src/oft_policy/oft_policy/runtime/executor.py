@@ -139,7 +139,8 @@ class ExecutorCore:
         if self.last_command is None:
             if due is None and self.state != ExecutorState.HOLDING:
                 return None
-            return self.safety.clamp_position(self.measured.copy())
+            # Exactly the measured position, even outside the limits: clamping it would be a jump.
+            return self.measured.copy()
         target = due.action if due is not None else self.last_command
         return self.safety.apply(target, self.last_command)
 

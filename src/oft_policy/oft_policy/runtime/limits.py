@@ -115,5 +115,8 @@ class SafetyFilter:
         """The command to send this tick for `target`, given the command sent last tick."""
         clamped = self.clamp_position(target)
         step = np.clip(clamped - previous, -self.max_step, self.max_step)
-        # Clamp again: `previous` itself may lie outside (e.g. a measured start position).
-        return self.clamp_position(previous + step)
+        # `previous` may lie outside the limits (a measured start position): walk back into
+        # range at the step limit instead of clamping, which would jump.
+        lower = np.minimum(self.limits.lower, previous)
+        upper = np.maximum(self.limits.upper, previous)
+        return np.clip(previous + step, lower, upper)
