@@ -92,6 +92,7 @@ def test_valid_chunk_accepted_and_sequence_recorded():
         (lambda: chunk(constant_rows(0), period=0.0), "period"),
         (lambda: chunk(constant_rows(0), period=float("nan")), "not finite"),
         (lambda: chunk(np.zeros((0, D))), "chunk_size"),
+        (lambda: chunk(constant_rows(0, n=7), period=1.0), "horizon"),  # last action due 6 s after the observation
     ],
 )
 def test_bad_chunks_rejected_with_reason(make, reason):

@@ -87,6 +87,7 @@ class ChunkValidator:
     limit_margin: float = 0.25
     max_chunk_size: int = 1000
     max_period_s: float = 1.0
+    max_horizon_s: float = 5.0
     last_sequence: Optional[int] = None
 
     def validate(self, chunk: Chunk, now_s: float) -> None:
@@ -145,3 +146,8 @@ class ChunkValidator:
             raise ChunkRejected("start_time precedes the observation stamp")
         if chunk.start_time_s - now_s > self.max_future_s:
             raise ChunkRejected(f"start_time is {chunk.start_time_s - now_s:.3f} s ahead of now")
+        horizon = chunk.due_times()[-1] - chunk.stamp_s
+        if horizon > self.max_horizon_s:
+            raise ChunkRejected(
+                f"horizon: the last action is due {horizon:.3f} s after its observation (limit {self.max_horizon_s} s)"
+            )
