@@ -31,7 +31,7 @@ class Scale:
 
 
 QUICK = Scale("quick (minutes on 2 CPU cores; far too little training to solve the task)", 10, 300, 3, 8)
-FULL = Scale("full (50 demos, 20k tiny-backbone steps: hours on 2 CPU cores)", 50, 20000, 50, 8)
+FULL = Scale("full (50 demos, 15k tiny-backbone steps: about an hour on 2 CPU cores)", 50, 15000, 50, 8)
 
 IMAGE_SIZE = (96, 128)  # demos and evaluation render at the same resolution
 
@@ -63,10 +63,11 @@ def _run(stage: str, argv: List[str], log_path: Path) -> float:
     return seconds
 
 
-def _tiny_config() -> Path:
+def _recipe_config() -> Path:
+    """The training recipe of the recorded sim result (tiny backbone, vision trained, 112 px, chunk 50)."""
     import oft_training
 
-    return Path(oft_training.__file__).resolve().parent / "configs" / "tiny_cpu.yaml"
+    return Path(oft_training.__file__).resolve().parent / "configs" / "sim_transfer_cube.yaml"
 
 
 def make_checkpoint(work: Path, scale: Scale) -> dict:
@@ -106,7 +107,7 @@ def make_checkpoint(work: Path, scale: Scale) -> dict:
         f"training the tiny backbone for {scale.train_steps} steps on CPU",
         node_command("oft_training", "train", "oft_training.cli.train")
         + [
-            "--config", str(_tiny_config()),
+            "--config", str(_recipe_config()),
             f"data.dataset={work / 'dataset'}",
             f"data.stats_path={work / 'stats.json'}",
             f"training.output_dir={work / 'train'}",
@@ -115,9 +116,7 @@ def make_checkpoint(work: Path, scale: Scale) -> dict:
             f"training.validate_every={max(1, scale.train_steps // 5)}",
             f"training.log_every={max(1, scale.train_steps // 20)}",
             f"training.batch_size={scale.batch_size}",
-            "training.threads=2",
-            "model.chunk_size=25",
-            "model.image_size=56",
+            f"optimizer.warmup_steps={min(500, max(1, scale.train_steps // 10))}",
         ],
         logs / "train.log",
     )
