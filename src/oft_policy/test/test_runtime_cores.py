@@ -22,6 +22,7 @@ from oft_policy.runtime import (
     SafetyFilter,
     TickMonitor,
     drift_scale_from_stats,
+    watched_joint_mask,
 )
 
 D = len(ALOHA_JOINT_NAMES)
@@ -187,6 +188,27 @@ def test_drift_levels_follow_the_trend():
     monitor.record_command(np.zeros(2))
     sample = monitor.update(np.array([0.0, 1.0]))  # trend (0.1 + 0.5) / 2
     assert sample.level == DriftLevel.CRITICAL and sample.trend == pytest.approx(0.3)
+
+
+def test_a_gripper_held_open_by_a_grasped_object_is_not_drift():
+    watched = watched_joint_mask(ALOHA_JOINT_NAMES)
+    assert [n for n, w in zip(ALOHA_JOINT_NAMES, watched) if not w] == ["left_gripper", "right_gripper"]
+    monitor = ActionDriftMonitor(np.ones(D), window=1, delay_ticks=0, watched=watched)
+    command = np.zeros(D)
+    squeezed = command.copy()
+    squeezed[ALOHA_JOINT_NAMES.index("right_gripper")] = 0.9  # commanded closed, the cube keeps it open
+    monitor.record_command(command)
+    sample = monitor.update(squeezed)
+    assert sample.level == DriftLevel.OK and sample.trend == 0.0
+    assert sample.per_dim_error[ALOHA_JOINT_NAMES.index("right_gripper")] == pytest.approx(0.9)  # still reported
+    drifted = squeezed.copy()
+    drifted[ALOHA_JOINT_NAMES.index("right_elbow")] = 12 * 0.2  # one arm joint far off: mean 0.2 over 12
+    monitor.record_command(command)
+    sample = monitor.update(drifted)
+    assert sample.level == DriftLevel.CRITICAL and ALOHA_JOINT_NAMES[sample.worst_dim] == "right_elbow"
+    with pytest.raises(ValueError, match="not among"):
+        watched_joint_mask(ALOHA_JOINT_NAMES, ["left_knee"])
+    assert watched_joint_mask(ALOHA_JOINT_NAMES, ["left_gripper"]).sum() == 1
 
 
 def test_drift_compares_with_the_delayed_command():

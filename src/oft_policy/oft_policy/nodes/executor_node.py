@@ -48,6 +48,7 @@ from oft_policy.runtime import (
     SafetyFilter,
     TickMonitor,
     drift_scale_from_stats,
+    watched_joint_mask,
 )
 
 NODE_NAME = "executor_node"
@@ -83,6 +84,7 @@ EXECUTOR_PARAMETERS = (
     ParamSpec("stats_path", "", "Checkpoint normalization stats JSON for the drift monitor; empty: normalize by each joint's limit range."),
     ParamSpec("drift_warn_threshold", 0.05, "Drift trend (fraction of each joint's action range) above which the monitor reports WARN."),
     ParamSpec("drift_critical_threshold", 0.15, "Drift trend above which the monitor reports CRITICAL and the executor halts."),
+    ParamSpec("drift_joints", None, "Joints whose drift is averaged into the trend; unset: every joint but the grippers (a grasp holds a gripper off its command).", Parameter.Type.STRING_ARRAY),
     ParamSpec("drift_window_ticks", 10, "Ticks in the rolling mean (trend) of the drift."),
     ParamSpec("drift_delay_ticks", 3, "The measured state is compared with the command sent this many ticks earlier."),
     ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate."),
@@ -132,7 +134,8 @@ class ExecutorNode(Node):
                            limit_margin=p["limit_margin"], max_horizon_s=p["max_chunk_horizon_s"]),
             ActionQueue(period, p["chunk_policy"], p["blend_weight"]),
             ActionDriftMonitor(self._drift_scale(p, joint_names, limits), p["drift_warn_threshold"],
-                               p["drift_critical_threshold"], p["drift_window_ticks"], p["drift_delay_ticks"]),
+                               p["drift_critical_threshold"], p["drift_window_ticks"], p["drift_delay_ticks"],
+                               watched_joint_mask(joint_names, p["drift_joints"])),
             latency_window=max(1, int(p["stats_window_s"] * rate)),
         )
         self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))

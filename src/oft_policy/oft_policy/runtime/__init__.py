@@ -5,7 +5,9 @@ messages and parameters to and from these classes."""
 
 from oft_policy.runtime.action_queue import CHUNK_POLICIES, ActionQueue, QueuedAction
 from oft_policy.runtime.chunks import Chunk, ChunkRejected, ChunkValidator
-from oft_policy.runtime.drift import ActionDriftMonitor, DriftLevel, DriftSample, drift_scale_from_stats
+from oft_policy.runtime.drift import (
+    ActionDriftMonitor, DriftLevel, DriftSample, drift_scale_from_stats, watched_joint_mask,
+)
 from oft_policy.runtime.executor import ExecutorCore, ExecutorState, TickResult
 from oft_policy.runtime.latency import RollingStats, TickMonitor
 from oft_policy.runtime.limits import JointLimits, LimitsError, SafetyFilter
@@ -13,7 +15,7 @@ from oft_policy.runtime.limits import JointLimits, LimitsError, SafetyFilter
 __all__ = [
     "CHUNK_POLICIES", "ActionQueue", "QueuedAction",
     "Chunk", "ChunkRejected", "ChunkValidator",
-    "ActionDriftMonitor", "DriftLevel", "DriftSample", "drift_scale_from_stats",
+    "ActionDriftMonitor", "DriftLevel", "DriftSample", "drift_scale_from_stats", "watched_joint_mask",
     "ExecutorCore", "ExecutorState", "TickResult",
     "RollingStats", "TickMonitor",
     "JointLimits", "LimitsError", "SafetyFilter",
