@@ -20,6 +20,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -257,6 +258,15 @@ class OFTPolicy:
         with torch.inference_mode():
             actions = self._forward(pixel_values, input_ids, attention_mask, normalized)
         return self.stats.denormalize_action(actions[0].float().cpu().numpy())
+
+    def warm_up(self, instruction: str) -> float:
+        """One prediction on black images at the mean proprio, so that the first real chunk does not
+        pay for lazy initialization (kernel selection, allocator growth, torch.compile). Returns ms."""
+        size = self.config.image_size
+        black = {name: np.zeros((size, size, 3), dtype=np.uint8) for name in self.spec.camera_names}
+        started = time.perf_counter()
+        self.predict(black, instruction, self.stats.proprio.mean)
+        return (time.perf_counter() - started) * 1e3
 
 
 # ---- a random tiny checkpoint -------------------------------------------------

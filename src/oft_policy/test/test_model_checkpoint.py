@@ -21,6 +21,7 @@ def observation(make_images):
 
 def test_round_trip_gives_bit_identical_predictions(tiny_checkpoint, observation):
     first, second = load_policy(tiny_checkpoint), load_policy(tiny_checkpoint)
+    assert first.warm_up("something else entirely") > 0.0  # leaves nothing behind: compared with `second` below
     chunk = first.predict(*observation)
     assert chunk.shape == (25, 14) and chunk.dtype == np.float32
     assert np.array_equal(chunk, first.predict(*observation))  # deterministic in eval mode

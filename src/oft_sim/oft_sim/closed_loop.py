@@ -5,8 +5,10 @@ Per episode: stop the executor, deactivate the policy (no chunk from the previou
 episode's images can arrive), reset the simulator with the seed, start a fresh
 executor (its first command equals the measured start pose), activate the policy,
 then let it run until the task succeeds or `max_steps` control steps pass.
-The simulator runs with `wait_for_chunks` (see `oft_sim.lockstep.ChunkCoverage`),
-so the steps that pass while the policy computes do not depend on the machine.
+The simulator runs with `wait_for_chunks` (see `oft_sim.lockstep.ChunkCoverage`): sim
+time never runs past the end of the newest chunk. It is not a strict lockstep, though.
+A chunk requested before the current one ends (the policy node's queue threshold) arrives
+after a number of steps that depends on inference wall time, so reruns can differ.
 """
 
 from __future__ import annotations

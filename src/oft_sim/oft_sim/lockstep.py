@@ -120,8 +120,8 @@ class ChunkCoverage:
     The executor holds its last command when its queue runs dry, and on a slow machine
     the policy's forward pass would otherwise let sim time run on (the arms frozen) for as
     many steps as the machine is slow. With this gate the simulator waits (up to a wall
-    timeout) for the next chunk instead, so the steps that pass while the policy computes
-    do not depend on the machine. Before the first chunk nothing is held back.
+    timeout) for the next chunk instead. A chunk requested before the newest one ends still
+    arrives after a machine-dependent number of steps. Before the first chunk nothing is held back.
     """
 
     def __init__(self, timeout_s: float):

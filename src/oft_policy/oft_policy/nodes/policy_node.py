@@ -130,6 +130,8 @@ class PolicyNode(LifecycleNode):
 
             torch.set_num_threads(int(p["torch_threads"]))
         self.policy = load_policy(p["checkpoint_path"], device=p["device"])
+        warm_up_ms = self.policy.warm_up(p["instruction"])
+        self.get_logger().info(f"warm-up prediction took {warm_up_ms:.0f} ms")
         spec = self.policy.spec
         camera_topics = p["camera_topics"] or [names.camera_topic(cam) for cam in spec.camera_names]
         if len(camera_topics) != len(spec.camera_names):

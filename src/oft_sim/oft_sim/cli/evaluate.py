@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evaluate",
         description=(
             "Run aloha_sim, policy_node and executor_node as processes on sim time and evaluate a checkpoint "
-            "on seeds S..S+N-1 (the simulator waits for the policy's chunks, so results do not depend on the "
-            "machine's speed; --realtime paces to the wall clock instead)."
+            "on seeds S..S+N-1 (the simulator waits for the policy's chunks, so the arms never stall on a slow "
+            "machine, but a chunk requested mid-chunk lands a speed-dependent number of steps later, so reruns "
+            "can differ; --realtime paces to the wall clock instead)."
         ),
     )
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (oft_policy format)")
