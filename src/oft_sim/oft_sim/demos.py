@@ -93,6 +93,18 @@ class _Driver:
                 raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
             self.spin(0.005)
 
+    def wait_for_sim_clock(self, seed: int, attempts: int = 20) -> None:
+        """Reset until this node has seen a /clock message. Until it has, its clock reads 0 and the
+        recorder would file the first episode's first observation at time 0 (a discovery race)."""
+        for _ in range(attempts):
+            self.sim.reset(seed)
+            try:
+                self.wait(lambda: self.node.get_clock().now().nanoseconds > 0, 0.5, "the simulator's /clock")
+                return
+            except TimeoutError:
+                continue
+        raise TimeoutError(f"no /clock from the simulator after {attempts} resets")
+
     def run_episode(self, seed: int, trajectory: np.ndarray, bag_dir: Path) -> Tuple[bool, int, Dict[str, int]]:
         with self.recorder.recording(bag_dir) as summary:
             self.sim.reset(seed)
@@ -157,6 +169,7 @@ def record_scripted_demos(
     try:
         driver = _Driver(cameras, storage)
         driver.sim.wait_until_ready(timeout_s=60.0)
+        driver.wait_for_sim_clock(first_seed)
         for seed in range(first_seed, first_seed + episodes):
             trajectory = plan_episode(planner, seed, steps)
             bag = staging / f"seed_{seed:06d}"
