@@ -95,7 +95,7 @@ class _Driver:
 
     def wait_for_sim_clock(self, seed: int, attempts: int = 20) -> None:
         """Reset until this node has seen a /clock message. Until it has, its clock reads 0 and the
-        recorder would file the first episode's first observation at time 0 (a discovery race)."""
+        recorder skips what arrives, which would cost the first episode its first observation."""
         for _ in range(attempts):
             self.sim.reset(seed)
             try:

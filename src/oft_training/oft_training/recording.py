@@ -5,7 +5,10 @@ the publisher sent and is written unchanged: the bag holds exactly the
 standard serialization ``ros2 bag`` writes, with each topic's type name,
 message definition, RIHS01 type hash and the publishers' offered QoS in its
 metadata. Each message is stamped with its receive time on the node's clock
-(sim time when the node uses it), as ``ros2 bag record`` does.
+(sim time when the node uses it), as ``ros2 bag record`` does. A node on sim time
+that has not yet received ``/clock`` reads time 0; messages arriving then are
+not written (no message is ever filed at time 0) and are counted in
+``skipped_before_clock``.
 
 Usage inside a node (one bag per episode)::
 
@@ -129,6 +132,7 @@ class BagRecorder:
         self._connections: dict = {}
         self._counts: Dict[str, int] = {}
         self._path: Optional[Path] = None
+        self.skipped_before_clock = 0
         self._subscriptions = [
             node.create_subscription(
                 msgtypes.rclpy_class(type_name), topic, self._callback_for(topic), qos, raw=True
@@ -198,6 +202,9 @@ class BagRecorder:
             stamp = self._node.get_clock().now().nanoseconds
             with self._lock:
                 if self._writer is None:
+                    return
+                if stamp == 0:  # sim time before the first /clock message
+                    self.skipped_before_clock += 1
                     return
                 connection = self._connections.get(topic)
                 if connection is None:

@@ -273,3 +273,47 @@ def test_record_console_script_stops_cleanly_on_sigint(tmp_path, ros_env):
         reader.close()
     assert set(counts) == {names.FOLLOWER_JOINT_STATE_TOPICS[0]}, (counts, output[-1000:])
     assert 15 <= counts[names.FOLLOWER_JOINT_STATE_TOPICS[0]] <= 20, counts  # best effort: rare drops under load
+
+
+def test_sim_time_recorder_files_nothing_before_the_first_clock(tmp_path):
+    """On sim time a node reads 0 until /clock arrives; nothing may be filed at time 0."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import Float64MultiArray
+
+    from rosbags.highlevel import AnyReader
+
+    from oft_training.recording import COMMANDED_ACTION_TOPIC, BagRecorder
+
+    rclpy.init()
+    node = Node("test_sim_time_recorder", parameter_overrides=[Parameter("use_sim_time", value=True)])
+    try:
+        recorder = BagRecorder(node, {COMMANDED_ACTION_TOPIC: "std_msgs/msg/Float64MultiArray"})
+        action_pub = node.create_publisher(Float64MultiArray, COMMANDED_ACTION_TOPIC, 10)
+        clock_pub = node.create_publisher(Clock, "/clock", 10)
+
+        def spin_until(predicate, timeout_s=10.0):
+            deadline = time.monotonic() + timeout_s
+            while not predicate() and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.02)
+            return predicate()
+
+        assert spin_until(lambda: node.count_subscribers(COMMANDED_ACTION_TOPIC) > 0)
+        with recorder.recording(tmp_path / "bag") as summary:
+            action_pub.publish(Float64MultiArray(data=[1.0]))
+            assert spin_until(lambda: recorder.skipped_before_clock == 1)
+            while not spin_until(lambda: node.get_clock().now().nanoseconds > 0, 0.2):
+                clock_pub.publish(Clock(clock=Time(sec=7)))
+            action_pub.publish(Float64MultiArray(data=[2.0]))
+            assert spin_until(lambda: recorder.message_counts.get(COMMANDED_ACTION_TOPIC) == 1)
+        recorder.close()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    assert summary.message_counts == {COMMANDED_ACTION_TOPIC: 1}
+    with AnyReader([tmp_path / "bag"]) as reader:
+        stamps = [stamp for _, stamp, _ in reader.messages()]
+    assert stamps == [7_000_000_000]

@@ -146,7 +146,7 @@ class ChunkValidator:
             raise ChunkRejected("start_time precedes the observation stamp")
         if chunk.start_time_s - now_s > self.max_future_s:
             raise ChunkRejected(f"start_time is {chunk.start_time_s - now_s:.3f} s ahead of now")
-        horizon = chunk.due_times()[-1] - chunk.stamp_s
+        horizon = chunk.start_time_s + chunk.period_s * (chunk.chunk_size - 1) - chunk.stamp_s
         if horizon > self.max_horizon_s:
             raise ChunkRejected(
                 f"horizon: the last action is due {horizon:.3f} s after its observation (limit {self.max_horizon_s} s)"
