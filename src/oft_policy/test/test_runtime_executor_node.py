@@ -36,12 +36,12 @@ def harness():
 
 
 @contextmanager
-def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0):
+def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0, robot_rate_hz=100.0):
     params = dict(params or {})
     if robot_backend != "interbotix":
         params.setdefault("backend", "ros2_control")
         params.setdefault("ros2_control_interface", robot_backend)
-    robot = support.FakeRobot(env, tmp_path, robot_backend, initial=initial)
+    robot = support.FakeRobot(env, tmp_path, robot_backend, initial=initial, rate_hz=robot_rate_hz)
     log = tmp_path / "executor.log"
     node = support.start_node(EXECUTOR, params, env, log)
     try:
@@ -118,6 +118,21 @@ def test_new_chunk_preempts_the_queued_tail(overlay_env, harness, tmp_path):
     assert after[-1] == pytest.approx(-0.05, abs=1e-6)
     assert sum(np.isclose(firsts, 0.05, atol=1e-6)) < 45, "the first chunk's tail was executed despite preemption"
     assert_within_limits(vectors)
+
+
+def test_ticks_follow_the_joint_states_when_told_to(overlay_env, harness, tmp_path):
+    """tick_on_joint_states: one command per joint-state update of both arms (25 Hz here), not the 50 Hz timer."""
+    robot_rate = 25.0
+    params = {"tick_on_joint_states": True}
+    with running_executor(overlay_env, tmp_path, "forward_position", params, robot_rate_hz=robot_rate) as (robot, node):
+        wait_ready(harness)
+        harness.publish_chunk(np.full((5, D), 0.01), sequence=1, start_delay_s=0.1)
+        harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
+        before, started = len(robot.full_commands()), time.monotonic()
+        time.sleep(2.0)
+        rate = (len(robot.full_commands()) - before) / (time.monotonic() - started)
+        assert node.poll() is None
+    assert 0.5 * robot_rate <= rate <= 1.3 * robot_rate, f"{rate:.1f} commands/s for joint states at {robot_rate} Hz"
 
 
 def test_critical_drift_halts_within_a_tick_and_resume_rearms(overlay_env, harness, tmp_path):

@@ -119,6 +119,8 @@ def test_queue_trigger_waits_for_the_executor_to_confirm():
     assert not trigger.ready(10.01, buffer)  # wanted since 10.01; frames are older: wait for fresh ones
     buffer.put_image("cam_high", 10.02, "f")
     buffer.put_image("cam_left_wrist", 10.02, "f")
+    assert not trigger.ready(10.02, buffer)  # the joint states are still older than the request
+    buffer.put_joints(range(D), np.zeros(D), 10.02)
     assert trigger.ready(10.02, buffer)
     trigger.on_published(7, 10.05)
     trigger.on_executor_status(queue_depth=5, last_sequence=0)  # not yet seen by the executor
@@ -130,9 +132,13 @@ def test_queue_trigger_waits_for_the_executor_to_confirm():
 
 
 def test_unconfirmed_chunk_is_retried_after_the_timeout_and_fixed_rate_mode():
-    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=0.5)
+    wall = [100.0]
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=0.5, wall_clock=lambda: wall[0])
     trigger.on_published(3, 10.0)
-    assert trigger.wanted_since(10.4) is None and trigger.wanted_since(10.6) == 10.6
+    wall[0] = 100.4
+    assert trigger.wanted_since(10.0) is None
+    wall[0] = 100.6  # the timeout runs on the wall clock: sim time may stand still waiting for this chunk
+    assert trigger.wanted_since(10.0) == 10.0
     fixed = ChunkTrigger(mode="fixed_rate", fixed_period_s=0.2, fresh_wait_s=0.0)
     buffer = filled_buffer(stamp=10.0)
     assert fixed.ready(10.0, buffer)
@@ -140,3 +146,31 @@ def test_unconfirmed_chunk_is_retried_after_the_timeout_and_fixed_rate_mode():
     assert not fixed.ready(10.1, buffer) and fixed.ready(10.21, buffer)
     with pytest.raises(ValueError, match="trigger mode"):
         ChunkTrigger(mode="sometimes")
+
+
+def test_queue_depth_is_counted_from_the_accepted_chunk_between_status_reports():
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=5, confirm_timeout_s=1.0, fresh_wait_s=0.0)
+    period = 0.02
+    due = 10.0 + period * np.arange(1, 11)  # rows due 10.02 .. 10.20
+    trigger.on_published(4, 10.0, due, period)
+    trigger.on_executor_status(queue_depth=10, last_sequence=4)  # the acceptance report
+    assert trigger.queue_depth(10.0) == 10
+    assert trigger.queue_depth(10.10) == 5  # rows due 10.12 .. 10.20 remain; no report since
+    assert trigger.wanted_since(10.10) is None
+    assert trigger.wanted_since(10.12) == 10.12  # the exact step, not the next 10 Hz report
+    trigger.on_executor_status(queue_depth=2, last_sequence=4)  # the executor lost rows: its word counts
+    assert trigger.queue_depth(10.0) == 2
+
+
+def test_restart_forgets_an_unconfirmed_chunk_of_the_previous_activation():
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=1.0)
+    trigger.on_published(3, 10.0, [10.02], 0.02)  # its executor is gone: it will never confirm
+    assert trigger.wanted_since(10.5) is None
+    trigger.restart()
+    assert trigger.wanted_since(10.5) == 10.5
+
+
+def test_inputs_stamped_at_the_request_instant_count_as_new_despite_float_rounding():
+    buffer = filled_buffer(stamp=2 + 920_000_000 * 1e-9)  # a header stamp: sec + nanosec
+    assert buffer.inputs_newer_than(2_920_000_000 * 1e-9)  # the clock's nanoseconds: 2.9200000000000004
+    assert not buffer.inputs_newer_than(2.921)

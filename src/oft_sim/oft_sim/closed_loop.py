@@ -5,10 +5,13 @@ Per episode: stop the executor, deactivate the policy (no chunk from the previou
 episode's images can arrive), reset the simulator with the seed, start a fresh
 executor (its first command equals the measured start pose), activate the policy,
 then let it run until the task succeeds or `max_steps` control steps pass.
-The simulator runs with `wait_for_chunks` (see `oft_sim.lockstep.ChunkCoverage`): sim
-time never runs past the end of the newest chunk. It is not a strict lockstep, though.
-A chunk requested before the current one ends (the policy node's queue threshold) arrives
-after a number of steps that depends on inference wall time, so reruns can differ.
+Strict lockstep (see `oft_sim.lockstep.ChunkCoverage`): the policy asks for a chunk
+once `execute_steps` actions of the current one have run, counting the queue itself, and
+the simulator holds sim time at exactly that step until the executor has accepted the
+new chunk. Inference takes one control tick of sim time (the policy's `start_time_offset_s`):
+row 0 of a chunk observed at step t runs at step t+1, as on a robot whose policy answers
+within a tick. So every chunk is computed from the same sim state whatever the machine's
+speed, and a rerun gives the same episodes. `--realtime` paces to the wall clock instead.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
 from oft_sim.processes import NodeProcess, node_command, ros_args
 from oft_sim.simulator import CONTROL_PERIOD_S
 
+CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
 DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
 POLICY_NODE = "policy_node"
 
@@ -48,7 +52,7 @@ class LoopSettings:
     instruction: str = DEFAULT_INSTRUCTION
     image_size: Tuple[int, int] = (96, 128)
     max_steps: int = 400
-    execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested
+    execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested (None: half)
     realtime: bool = False
     torch_threads: int = 1
     drift_critical_threshold: Optional[float] = None  # None: the executor's default
@@ -64,7 +68,7 @@ class LoopRecord:
     tick_stamps_s: List[float] = field(default_factory=list)  # DriftReport stamps (executor ticks, sim time)
     command_wall_s: List[float] = field(default_factory=list)  # arrival of left-arm commands (wall)
     drift: List[DriftTrace] = field(default_factory=list)
-    frames: List[np.ndarray] = field(default_factory=list)  # cam_high of the recorded episode
+    frames: Dict[int, np.ndarray] = field(default_factory=dict)  # cam_high of the recorded episode, by stamp (ns)
 
     def period_errors_ms(self, realtime: bool) -> List[float]:
         """Executor tick period error: wall-clock command spacing in realtime mode, else the
@@ -136,12 +140,16 @@ class ClosedLoop:
         stats = Path(s.checkpoint) / STATS_FILENAME
         if not stats.is_file():
             raise FileNotFoundError(f"{s.checkpoint} has no {STATS_FILENAME}: not a checkpoint")
+        execute_steps = self._execute_steps()
         sim_params = {
             "task": s.task,
             "image_height": s.image_size[0],
             "image_width": s.image_size[1],
             "realtime": s.realtime,
             "wait_for_chunks": not s.realtime,
+            "chunk_hold_steps": execute_steps,
+            "chunk_ack_from_executor": True,
+            "chunk_timeout_s": CHUNK_TIMEOUT_S,
         }
         self._sim_proc = self._start("aloha_sim", "oft_sim", "oft_sim.nodes.aloha_sim", sim_params)
         self.sim.wait_until_ready(timeout_s=120.0)
@@ -150,18 +158,20 @@ class ClosedLoop:
             "instruction": s.instruction,
             "use_sim_time": True,
             "torch_threads": s.torch_threads,
+            # Request the next chunk once `execute_steps` actions of the current one have run.
+            "queue_low_threshold": checkpoint_chunk_size(s.checkpoint) - execute_steps + 1,
         }
-        if s.execute_steps is not None:
-            policy_params["queue_low_threshold"] = self._queue_threshold(s.execute_steps)
+        if not s.realtime:
+            policy_params["start_time_offset_s"] = CONTROL_PERIOD_S  # inference takes one tick of sim time
         self._policy_proc = self._start("policy_node", "oft_policy", "oft_policy.nodes.policy_node", policy_params)
         self._lifecycle("configure", timeout_s=300.0)
 
-    def _queue_threshold(self, execute_steps: int) -> int:
+    def _execute_steps(self) -> int:
         chunk_size = checkpoint_chunk_size(self.settings.checkpoint)
+        execute_steps = self.settings.execute_steps or max(1, chunk_size // 2)
         if not 1 <= execute_steps <= chunk_size:
             raise ValueError(f"--chunk-size {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
-        # Request the next chunk once `execute_steps` actions of the current one have run.
-        return chunk_size - execute_steps + 1
+        return execute_steps
 
     def _start(self, name: str, package: str, module: str, params: dict) -> NodeProcess:
         argv = node_command(package, name, module) + ros_args(params)
@@ -210,6 +220,8 @@ class ClosedLoop:
             "backend": "ros2_control",
             "use_sim_time": True,
             "stats_path": str(Path(s.checkpoint).resolve() / STATS_FILENAME),
+            # Lockstep: the simulator's steps drive the ticks, each with that step's joint states.
+            "tick_on_joint_states": not s.realtime,
         }
         if s.drift_critical_threshold is not None:
             executor_params["drift_critical_threshold"] = float(s.drift_critical_threshold)
@@ -248,12 +260,15 @@ class ClosedLoop:
         self.record.latency.on_image(stamp_ns, time.monotonic())
         if self._recording_frames:
             frame = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
-            self.record.frames.append(frame.copy())
+            self.record.frames.setdefault(stamp_ns, frame.copy())  # a held simulator repeats its frame
 
     def _on_chunk(self, msg) -> None:
         self._chunks += 1
         if self._first_chunk_step is None:
+            # Its image was taken at the reset and waited while the executor and policy started:
+            # start-up time, not control latency, so it stays out of the latency record.
             self._first_chunk_step = self.sim.steps
+            return
         self.record.latency.on_chunk(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
 
     def _on_command(self, msg) -> None:

@@ -4,7 +4,10 @@ and the artifacts it writes (JSON summary, drift plot, rollout video).
 Image-to-command latency is wall-clock time as the evaluator sees the topics: from
 the arrival of the camera image an action chunk was computed from (the chunk's
 header stamp is that observation's sim time) to the arrival of the first arm
-command after the chunk itself arrived.
+command after the chunk itself arrived. Under strict lockstep that command is the
+chunk's row 0, sent once the simulator has taken the one step the chunk's
+inference stands for. Each episode's first chunk is left out: its image waits at
+the reset while the executor and the policy start.
 """
 
 from __future__ import annotations

@@ -2,11 +2,16 @@
 
 Lockstep rule: physics advances one 20 ms control step as soon as every arm
 has received a command since the previous step (the executor, ticking on the
-simulator's /clock, sends one command per arm per tick), or, when no complete
-command set arrives, after `step_timeout_s` of wall time (so nodes that are
-idle or waiting still see time move). A slow machine therefore slows sim time
+simulator's /clock or joint states, sends one command per arm per tick), or, when
+no complete command set arrives, after `step_timeout_s` of wall time (so nodes that
+are idle or waiting still see time move). A slow machine therefore slows sim time
 instead of dropping control ticks, and a fast one never runs ahead of the
 controller. In realtime mode steps are paced by the wall clock instead.
+
+Strict lockstep (`ChunkCoverage` with `hold_steps`) also holds time for the policy,
+and a step then waits for every arm's command however long it takes (up to the
+chunk timeout), except an episode's first step, which nothing commands: the
+executor's first tick comes before the first chunk.
 """
 
 from __future__ import annotations
@@ -115,32 +120,63 @@ class StepGate:
 
 
 class ChunkCoverage:
-    """Optional policy lockstep: sim time may not pass the end of the newest action chunk.
+    """Policy lockstep: sim time may not pass the hold point of the newest action chunk.
 
     The executor holds its last command when its queue runs dry, and on a slow machine
-    the policy's forward pass would otherwise let sim time run on (the arms frozen) for as
-    many steps as the machine is slow. With this gate the simulator waits (up to a wall
-    timeout) for the next chunk instead. A chunk requested before the newest one ends still
-    arrives after a machine-dependent number of steps. Before the first chunk nothing is held back.
+    the policy's forward pass would otherwise let sim time run on for as many steps as
+    the machine is slow. With this gate the simulator waits (up to a wall timeout) for
+    the next chunk instead.
+
+    Strict lockstep (``hold_steps`` > 0): the simulator stops at ``hold_steps`` periods
+    after the chunk's observation, the step at which the policy asks for the next one, so
+    every chunk is computed from the same sim state on any machine. With
+    ``require_ack`` a chunk counts only once the executor reports its sequence
+    (ExecutorStatus.last_sequence), so the executor has it before sim time moves on.
+    Strict lockstep also holds a new episode at its first step until the first chunk.
+    ``hold_steps`` 0 holds at the chunk's last row instead (a chunk requested before then
+    lands a machine-dependent number of steps later) and runs free until the first chunk.
     """
 
-    def __init__(self, timeout_s: float):
+    def __init__(self, timeout_s: float, hold_steps: int = 0, require_ack: bool = False):
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if hold_steps < 0:
+            raise ValueError("hold_steps must be >= 0")
         self.timeout_s = timeout_s
+        self.hold_steps = hold_steps
+        self.require_ack = require_ack
         self.covered_until_ns: Optional[int] = None
         self.chunks = 0
         self.stalls = 0  # steps taken because the timeout passed without a chunk
+        self._unacknowledged: dict = {}  # sequence -> hold point (ns)
+        self._acknowledged_sequence = -1
         self._waiting_since: Optional[float] = None
 
-    def add_chunk(self, start_ns: int, rows: int, period_ns: int) -> None:
-        end = start_ns + rows * period_ns
-        self.covered_until_ns = end if self.covered_until_ns is None else max(self.covered_until_ns, end)
+    def add_chunk(self, stamp_ns: int, start_ns: int, rows: int, period_ns: int, sequence: int = 0) -> None:
+        """A chunk seen on the topic: observation stamp, first row's due time, rows, period."""
+        if self.hold_steps:
+            hold = stamp_ns + self.hold_steps * period_ns
+        else:
+            hold = start_ns + rows * period_ns
         self.chunks += 1
+        if self.require_ack and sequence > self._acknowledged_sequence:
+            self._unacknowledged[sequence] = hold
+        else:
+            self._cover(hold)
 
-    def reset(self) -> None:
-        """New episode: the previous episode's chunks cover nothing."""
-        self.covered_until_ns = None
+    def acknowledge(self, last_sequence: int) -> None:
+        """The executor reports it accepted chunks up to `last_sequence`."""
+        self._acknowledged_sequence = max(self._acknowledged_sequence, last_sequence)
+        for sequence in [s for s in self._unacknowledged if s <= last_sequence]:
+            self._cover(self._unacknowledged.pop(sequence))
+
+    def _cover(self, hold_ns: int) -> None:
+        self.covered_until_ns = hold_ns if self.covered_until_ns is None else max(self.covered_until_ns, hold_ns)
+
+    def reset(self, episode_start_ns: Optional[int] = None) -> None:
+        """New episode at `episode_start_ns`: the previous episode's chunks cover nothing."""
+        self.covered_until_ns = episode_start_ns if self.hold_steps else None
+        self._unacknowledged.clear()
         self._waiting_since = None
 
     def allows(self, next_step_ns: int, now_wall: float) -> bool:
@@ -152,6 +188,7 @@ class ChunkCoverage:
             self._waiting_since = now_wall
         if now_wall - self._waiting_since >= self.timeout_s:
             self.stalls += 1
-            self.reset()  # run free until the next chunk arrives
+            self.covered_until_ns = None  # run free until the next chunk arrives
+            self._waiting_since = None
             return True
         return False

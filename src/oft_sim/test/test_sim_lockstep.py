@@ -59,15 +59,44 @@ def test_chunk_coverage_holds_sim_time_at_the_end_of_the_newest_chunk():
 
     coverage = ChunkCoverage(timeout_s=1.0)
     assert coverage.allows(10**9, now_wall=0.0)  # no chunk yet: free running
-    coverage.add_chunk(start_ns=1_000_000_000, rows=5, period_ns=20_000_000)  # covers until 1.10 s
+    coverage.add_chunk(stamp_ns=1_000_000_000, start_ns=1_000_000_000, rows=5, period_ns=20_000_000)  # until 1.10 s
     assert coverage.allows(1_100_000_000, now_wall=0.0)
     assert not coverage.allows(1_120_000_000, now_wall=0.1)  # policy still computing: wait
     assert not coverage.allows(1_120_000_000, now_wall=0.9)
-    coverage.add_chunk(start_ns=1_100_000_000, rows=5, period_ns=20_000_000)
+    coverage.add_chunk(stamp_ns=1_100_000_000, start_ns=1_100_000_000, rows=5, period_ns=20_000_000)
     assert coverage.allows(1_120_000_000, now_wall=0.95)
     assert not coverage.allows(1_220_000_000, now_wall=1.0)
     assert coverage.allows(1_220_000_000, now_wall=2.1)  # timeout: step anyway, counted
     assert coverage.stalls == 1
     assert coverage.allows(5 * 10**9, now_wall=2.2)  # and run free until the next chunk
-    coverage.add_chunk(start_ns=5 * 10**9, rows=1, period_ns=20_000_000)
+    coverage.add_chunk(stamp_ns=5 * 10**9, start_ns=5 * 10**9, rows=1, period_ns=20_000_000)
     assert not coverage.allows(5_040_000_000, now_wall=2.3)
+
+
+def test_strict_coverage_holds_at_the_request_step_until_the_executor_has_the_chunk():
+    from oft_sim.lockstep import ChunkCoverage
+
+    period = 20_000_000
+    coverage = ChunkCoverage(timeout_s=1.0, hold_steps=3, require_ack=True)
+    # Observation at 1.00 s, first row due one period later, 49 rows: hold at 1.00 + 3 periods.
+    coverage.add_chunk(stamp_ns=10**9, start_ns=10**9 + period, rows=49, period_ns=period, sequence=7)
+    assert coverage.allows(10**9 + period, now_wall=0.0) is True  # unacknowledged: still free running
+    coverage.acknowledge(6)  # an older chunk
+    assert coverage.covered_until_ns is None
+    coverage.acknowledge(7)
+    assert coverage.covered_until_ns == 10**9 + 3 * period
+    assert coverage.allows(10**9 + 3 * period, now_wall=0.0)
+    assert not coverage.allows(10**9 + 4 * period, now_wall=0.5)  # the policy's request step: wait
+    # The acknowledgement may come before the chunk message itself.
+    coverage.acknowledge(8)
+    coverage.add_chunk(stamp_ns=10**9 + 3 * period, start_ns=10**9 + 4 * period, rows=49, period_ns=period, sequence=8)
+    assert coverage.allows(10**9 + 4 * period, now_wall=0.6)
+    assert coverage.covered_until_ns == 10**9 + 6 * period
+    coverage.reset(episode_start_ns=2 * 10**9)  # a new episode holds at its first step for its first chunk
+    assert not coverage.allows(2 * 10**9 + period, now_wall=0.7)
+    coverage.add_chunk(stamp_ns=2 * 10**9, start_ns=2 * 10**9 + period, rows=49, period_ns=period, sequence=9)
+    assert not coverage.allows(2 * 10**9 + period, now_wall=0.8)  # not acknowledged yet
+    coverage.acknowledge(9)
+    assert coverage.allows(2 * 10**9 + period, now_wall=0.9)
+    with pytest.raises(ValueError):
+        ChunkCoverage(timeout_s=1.0, hold_steps=-1)

@@ -3,6 +3,8 @@
 A thin ROS shell over oft_policy.runtime.ExecutorCore: it turns parameters into
 the core's parts, joint states and chunks into core inputs, and each tick's
 result into arm commands, a DriftReport, ExecutorStatus (10 Hz) and diagnostics.
+Ticks come from a timer at the control rate, or (`tick_on_joint_states`) from the
+arms' joint states: one tick, at the newest stamp, once every arm has reported anew.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import gc
 import os
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from oft_msgs.msg import ActionChunk, DriftReport, ExecutorStatus
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -30,6 +33,7 @@ from oft_policy.nodes.conversions import (
     joint_state_index_map,
     positions_by_name,
     seconds_to_time,
+    time_to_seconds,
 )
 from oft_policy.nodes.params import ParamSpec, declare_parameters
 from oft_policy.nodes.spin import spin_until_shutdown
@@ -61,6 +65,11 @@ CHUNK_BURST_QOS.depth = 100
 EXECUTOR_PARAMETERS = (
     ParamSpec("backend", "interbotix", "Output backend: 'interbotix' (xs driver JointGroupCommand/JointSingleCommand) or 'ros2_control'."),
     ParamSpec("control_rate_hz", 50.0, "Control tick rate in Hz; one action is executed per tick."),
+    ParamSpec(
+        "tick_on_joint_states", False,
+        "Tick each time every arm has reported a newer joint state (read, then command, as a ros2_control loop "
+        "does) instead of on a timer at control_rate_hz; a lockstep simulator's steps then drive the ticks.",
+    ),
     ParamSpec("joint_names", names.ALOHA_JOINT_NAMES, "Action dimensions in chunk column order; arm i owns the i-th block of len(arm_joint_names) names."),
     ParamSpec("arm_joint_names", names.ARM_JOINTS, "Joint names one arm's driver uses in its joint states and commands, in the order of that arm's block of joint_names."),
     ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name; other names such as the fingers are ignored)."),
@@ -87,7 +96,7 @@ EXECUTOR_PARAMETERS = (
     ParamSpec("drift_joints", None, "Joints whose drift is averaged into the trend; unset: every joint but the grippers (a grasp holds a gripper off its command).", Parameter.Type.STRING_ARRAY),
     ParamSpec("drift_window_ticks", 10, "Ticks in the rolling mean (trend) of the drift."),
     ParamSpec("drift_delay_ticks", 3, "The measured state is compared with the command sent this many ticks earlier."),
-    ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate."),
+    ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate, wall clock (and once on every accepted chunk)."),
     ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
     ParamSpec("stats_window_s", 60.0, "Window of the tick-period and observation-to-command statistics in diagnostics."),
     ParamSpec("realtime_priority", 0, "SCHED_FIFO priority (1-99) of the control thread; 0 keeps normal scheduling. Needs CAP_SYS_NICE; if refused, a warning and normal scheduling."),
@@ -144,17 +153,22 @@ class ExecutorNode(Node):
         self.backend = make_backend(self, p, self.arm_columns, period)
         self._request_realtime(int(p["realtime_priority"]))
 
+        self._arm_stamps: List[Optional[float]] = [None] * len(topics)
+        self._last_tick_stamp = -np.inf
         for i, topic in enumerate(topics):
             index_map = joint_state_index_map(arm_names, joint_names[self.arm_columns[i]], i * n)
-            self.create_subscription(JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS)
+            self.create_subscription(
+                JointState, topic, lambda msg, m=index_map, arm=i: self._on_joint_state(msg, m, arm), SENSOR_QOS)
         self.create_subscription(ActionChunk, p["chunk_topic"], self._on_chunk, CHUNK_BURST_QOS)
         self.drift_pub = self.create_publisher(DriftReport, names.DRIFT_TOPIC, STATUS_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
         self.create_service(Trigger, "~/resume", self._on_resume)
         self.create_service(Trigger, "~/reset_statistics", self._on_reset_statistics)
-        self.create_timer(period, self._on_tick)
-        self.create_timer(1.0 / p["status_rate_hz"], self._publish_status)
+        if not p["tick_on_joint_states"]:
+            self.create_timer(period, self._on_tick)
+        # Status on the wall clock: it keeps flowing while a lockstep simulator holds sim time.
+        self.create_timer(1.0 / p["status_rate_hz"], self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
         self.get_logger().info(
             f"{p['backend']} backend at {rate:g} Hz to {', '.join(self.backend.topics())}; "
@@ -183,14 +197,20 @@ class ExecutorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ---- inputs ----------------------------------------------------------------
-    def _on_joint_state(self, msg: JointState, index_map) -> None:
+    def _on_joint_state(self, msg: JointState, index_map, arm: int) -> None:
         columns, values = positions_by_name(msg, index_map)
         if columns:
             self.core.set_measured(columns, values)
+        if self.params["tick_on_joint_states"]:
+            self._arm_stamps[arm] = time_to_seconds(msg.header.stamp)
+            if all(s is not None and s > self._last_tick_stamp for s in self._arm_stamps):
+                self._last_tick_stamp = max(self._arm_stamps)
+                self._on_tick(self._last_tick_stamp)
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
             self.core.submit_chunk(chunk_from_msg(msg), self.now_s())
+            self._publish_status()  # the acceptance, at once: the policy and a lockstep simulator wait for it
         except ChunkRejected as exc:
             self.get_logger().warn(
                 f"rejected chunk {msg.sequence} ({self.core.rejected_chunks} so far): {exc}", throttle_duration_sec=1.0
@@ -215,9 +235,10 @@ class ExecutorNode(Node):
         return response
 
     # ---- the tick ------------------------------------------------------------------
-    def _on_tick(self) -> None:
-        self.ticks.on_tick(self._tick_clock())
-        now = self.now_s()
+    def _on_tick(self, stamp: Optional[float] = None) -> None:
+        """One control tick: at `stamp` (the joint states' time) when ticking on joint states, else now."""
+        self.ticks.on_tick(self._tick_clock() if stamp is None else stamp)
+        now = self.now_s() if stamp is None else stamp
         result = self.core.tick(now)
         if result.command is not None:
             self.backend.send(result.command)

@@ -64,7 +64,7 @@ POLICY_PARAMETERS = (
     ParamSpec("fixed_rate_hz", 5.0, "fixed_rate trigger: chunks per second."),
     ParamSpec("max_input_age_s", 0.5, "Inputs (camera frames, joint states) older than this are stale: no chunk is published."),
     ParamSpec("fresh_frames_wait_s", 0.05, "Once a chunk is wanted, wait up to this long for camera frames newer than the request."),
-    ParamSpec("executor_confirm_timeout_s", 1.0, "After publishing, wait this long for the executor to report the chunk before requesting again."),
+    ParamSpec("executor_confirm_timeout_s", 1.0, "After publishing, wait this long (wall clock) for the executor to report the chunk before requesting again."),
     ParamSpec("camera_topics", None, "Image topic per checkpoint camera, in the checkpoint's camera order; unset: /<camera>/image_raw.", Parameter.Type.STRING_ARRAY),
     ParamSpec("compressed_images", False, "Subscribe to sensor_msgs/CompressedImage on <camera topic>/compressed instead of raw images."),
     ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name)."),
@@ -164,6 +164,7 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.sequence = max(self.sequence, time.time_ns() // 1000)
+        self.trigger.restart()
         self._check_timer = self.create_timer(1.0 / self.params["check_rate_hz"], self._on_check)
         self.last_problem = ""
         self.get_logger().info(f"active: computing chunks for {self.params['instruction']!r}")
@@ -259,7 +260,7 @@ class PolicyNode(LifecycleNode):
         self.chunk_pub.publish(msg)
         self.chunks_published += 1
         self.last_problem = ""
-        self.trigger.on_published(self.sequence, self.now_s())
+        self.trigger.on_published(self.sequence, self.now_s(), chunk.due_times(), spec.control_period_s)
 
     # ---- diagnostics ------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

@@ -5,20 +5,24 @@
 - `ChunkTrigger` decides when a chunk is wanted: when the executor's queue falls
   below a threshold (mode `queue`) or at a fixed rate (mode `fixed_rate`). After a
   chunk is published it waits until the executor reports that sequence (or a
-  timeout passes) so one low-queue report does not trigger twice.
-- Once a chunk is wanted, inference waits for a complete set of camera frames
-  newer than the request (at most `fresh_wait_s`), so the observation is as
-  new as the cameras allow.
+  wall-clock timeout passes) so one low-queue report does not trigger twice. Between
+  status reports it counts the queue down itself from the chunk's due times.
+- Once a chunk is wanted, inference waits for camera frames and joint states
+  all newer than the request (at most `fresh_wait_s`), so the observation is as
+  new as the sensors allow.
 """
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 TRIGGER_MODES = ("queue", "fixed_rate")
+STAMP_TOLERANCE_S = 1e-6
 
 
 class InputBuffer:
@@ -63,8 +67,12 @@ class InputBuffer:
                 out.append(f"{name} is stamped {-age:.3f} s in the future")
         return out
 
-    def frames_newer_than(self, t_s: float) -> bool:
-        return all(self._image_stamps.get(cam, -np.inf) >= t_s for cam in self.camera_names)
+    def inputs_newer_than(self, t_s: float) -> bool:
+        """Every camera frame and every joint is stamped at or after `t_s` (to the microsecond: a stamp
+        and a clock reading of the same instant can differ in the last bits of a float)."""
+        t_s -= STAMP_TOLERANCE_S
+        frames = all(self._image_stamps.get(cam, -np.inf) >= t_s for cam in self.camera_names)
+        return frames and bool(np.all(self._joint_stamps >= t_s))
 
     def observation(self):
         """(payload per camera, joint positions, observation stamp = the oldest camera frame's stamp)."""
@@ -77,15 +85,18 @@ class ChunkTrigger:
     mode: str = "queue"
     queue_low_threshold: int = 10
     fixed_period_s: float = 0.2
-    confirm_timeout_s: float = 1.0
+    confirm_timeout_s: float = 1.0  # wall clock: a chunk lost in transit is sent again even while sim time stands still
     fresh_wait_s: float = 0.05
     _queue_depth: Optional[int] = None
     _confirmed_sequence: int = -1
     _pending_sequence: Optional[int] = None
-    _pending_since: float = 0.0
+    wall_clock: Callable[[], float] = time.monotonic
+    _pending_since_wall: float = 0.0
     _last_request: float = -np.inf
     _wanted_since: Optional[float] = field(default=None)
     _halted: bool = False
+    _pending_due_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _due_tolerance_s: float = 0.0
 
     def __post_init__(self):
         if self.mode not in TRIGGER_MODES:
@@ -93,21 +104,43 @@ class ChunkTrigger:
         if self.mode == "fixed_rate" and not self.fixed_period_s > 0:
             raise ValueError("fixed_rate needs a positive rate")
 
+    def restart(self) -> None:
+        """Forget the executor's queue and any unconfirmed chunk (on activation: the executor may be new)."""
+        self._queue_depth = None
+        self._pending_sequence = None
+        self._pending_due_s = np.zeros(0)
+        self._wanted_since = None
+        self._last_request = -np.inf
+        self._halted = False
+
     def on_executor_status(self, queue_depth: int, last_sequence: int, halted: bool = False) -> None:
         self._halted = halted
         self._queue_depth = int(queue_depth)
         self._confirmed_sequence = max(self._confirmed_sequence, int(last_sequence))
 
-    def on_published(self, sequence: int, now_s: float) -> None:
+    def on_published(self, sequence: int, now_s: float, due_s: Sequence[float] = (), period_s: float = 0.0) -> None:
+        """A chunk went out; `due_s` (its rows' due times) lets the queue depth be counted between status reports."""
+        self._pending_due_s = np.asarray(due_s, dtype=np.float64)
+        self._due_tolerance_s = 0.5 * period_s
         self._pending_sequence = sequence
-        self._pending_since = now_s
+        self._pending_since_wall = self.wall_clock()
         self._last_request = self._wanted_since if self._wanted_since is not None else now_s
         self._wanted_since = None
 
-    def _awaiting_executor(self, now_s: float) -> bool:
+    def queue_depth(self, now_s: float) -> Optional[int]:
+        """The executor's queue depth at `now_s`: its last report, or fewer once our accepted chunk's
+        rows come due (the executor pops each row at its tick), so the request lands on the exact
+        step however the status reports are timed."""
+        depth = self._queue_depth
+        confirmed = self._pending_sequence is not None and self._confirmed_sequence >= self._pending_sequence
+        if depth is not None and confirmed and self._pending_due_s.size:
+            depth = min(depth, int(np.count_nonzero(self._pending_due_s > now_s + self._due_tolerance_s)))
+        return depth
+
+    def _awaiting_executor(self) -> bool:
         if self._pending_sequence is None or self._confirmed_sequence >= self._pending_sequence:
             return False
-        return now_s - self._pending_since < self.confirm_timeout_s
+        return self.wall_clock() - self._pending_since_wall < self.confirm_timeout_s
 
     def wanted_since(self, now_s: float) -> Optional[float]:
         """When the current request for a chunk began, or None if no chunk is wanted now."""
@@ -118,8 +151,9 @@ class ChunkTrigger:
             if self.mode == "fixed_rate":
                 due = now_s - self._last_request >= self.fixed_period_s
             else:
-                low = self._queue_depth is None or self._queue_depth < self.queue_low_threshold
-                due = low and not self._awaiting_executor(now_s)
+                depth = self.queue_depth(now_s)
+                low = depth is None or depth < self.queue_low_threshold
+                due = low and not self._awaiting_executor()
             if due:
                 self._wanted_since = now_s
         return self._wanted_since
@@ -129,4 +163,4 @@ class ChunkTrigger:
         since = self.wanted_since(now_s)
         if since is None:
             return False
-        return inputs.frames_newer_than(since) or now_s - since >= self.fresh_wait_s
+        return inputs.inputs_newer_than(since) or now_s - since >= self.fresh_wait_s

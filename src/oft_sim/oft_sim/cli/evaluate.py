@@ -17,16 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evaluate",
         description=(
             "Run aloha_sim, policy_node and executor_node as processes on sim time and evaluate a checkpoint "
-            "on seeds S..S+N-1 (the simulator waits for the policy's chunks, so the arms never stall on a slow "
-            "machine, but a chunk requested mid-chunk lands a speed-dependent number of steps later, so reruns "
-            "can differ; --realtime paces to the wall clock instead)."
+            "on seeds S..S+N-1. Strict lockstep: the simulator holds sim time at the step where the policy asks "
+            "for its next chunk until the executor has it, so a slow and a fast machine run the same episodes "
+            "(--realtime paces to the wall clock instead)."
         ),
     )
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (oft_policy format)")
     parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000: never used by scripted_demos' defaults)")
-    parser.add_argument("--chunk-size", type=int, help="execute this many actions of each chunk before the next one replaces it (default: the policy node's default)")
+    parser.add_argument("--chunk-size", type=int, help="execute this many actions of each chunk before the next one replaces it (default: half the chunk)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
@@ -96,7 +96,7 @@ def run(args, log=print) -> dict:
         },
     )
     if args.video and record.frames:
-        result["video"] = str(write_video(record.frames, args.video))
+        result["video"] = str(write_video([record.frames[stamp] for stamp in sorted(record.frames)], args.video))
     if args.drift_plot:
         result["drift_plot"] = str(plot_drift(record.drift, args.drift_plot))
     if args.json:

@@ -42,6 +42,7 @@ from oft_sim.simulator import CONTROL_PERIOD_S, AlohaSim
 
 SIM_TIME_START_NS = 1_000_000_000  # sim time 0 means "no clock yet" to use_sim_time nodes
 _PERIOD_NS = int(round(CONTROL_PERIOD_S * 1e9))
+HOLD_REPUBLISH_S = 0.25  # while sim time is held, the state is published again at this wall interval
 
 
 def _import_interbotix():
@@ -72,7 +73,19 @@ PARAMETERS = (
         "(waits for the next one, up to chunk_timeout_s), so policy compute time does not depend on the machine.",
     ),
     ParamSpec("chunk_timeout_s", 5.0, "wait_for_chunks: wall seconds to wait for a chunk before stepping anyway."),
+    ParamSpec(
+        "chunk_hold_steps",
+        0,
+        "wait_for_chunks: hold sim time this many steps after each chunk's observation, where the policy "
+        "asks for the next one (strict lockstep); 0: hold at the chunk's last row.",
+    ),
+    ParamSpec(
+        "chunk_ack_from_executor",
+        False,
+        "wait_for_chunks: count a chunk only once the executor's status reports its sequence.",
+    ),
     ParamSpec("action_chunk_topic", names.ACTION_CHUNK_TOPIC, "wait_for_chunks: the policy's ActionChunk topic."),
+    ParamSpec("executor_status_topic", names.EXECUTOR_STATUS_TOPIC, "chunk_ack_from_executor: the executor's status topic."),
     ParamSpec(
         "forward_command_topics",
         list(names.FORWARD_POSITION_COMMAND_TOPICS),
@@ -101,9 +114,16 @@ class AlohaSimNode(Node):
         self.episode = 0
         self.sim.reset(p["seed"])
         self.commands = CommandBuffer(self.sim.joint_positions())
-        self.gate = StepGate(CONTROL_PERIOD_S, p["step_timeout_s"], p["realtime"])
         self.rejected_commands = 0
-        self.coverage = ChunkCoverage(p["chunk_timeout_s"]) if p["wait_for_chunks"] else None
+        self.coverage = ChunkCoverage(
+            p["chunk_timeout_s"], p["chunk_hold_steps"], p["chunk_ack_from_executor"]
+        ) if p["wait_for_chunks"] else None
+        # Strict lockstep: every step but an episode's first waits for a command from every arm
+        # (only the policy's silence, chunk_timeout_s, lets time move without one).
+        self.strict = self.coverage is not None and self.coverage.hold_steps > 0
+        step_timeout = p["chunk_timeout_s"] if self.strict else p["step_timeout_s"]
+        self.gate = StepGate(CONTROL_PERIOD_S, step_timeout, p["realtime"])
+        self._uncommanded_steps = 0
 
         self.clock_pub = self.create_publisher(Clock, interface.CLOCK_TOPIC, 10)
         self.joint_pubs = [self.create_publisher(JointState, t, SENSOR_QOS) for t in p["joint_state_topics"]]
@@ -114,9 +134,11 @@ class AlohaSimNode(Node):
         self._subscribe_commands(p["forward_command_topics"], p["interbotix_robots"])
         self.create_service(Trigger, interface.RESET_SERVICE, self._on_reset)
         if self.coverage is not None:
-            from oft_msgs.msg import ActionChunk
+            from oft_msgs.msg import ActionChunk, ExecutorStatus
 
             self.create_subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, STATUS_QOS)
+            if self.coverage.require_ack:
+                self.create_subscription(ExecutorStatus, p["executor_status_topic"], self._on_executor_status, STATUS_QOS)
 
         period = CONTROL_PERIOD_S if p["realtime"] else min(p["step_timeout_s"], CONTROL_PERIOD_S) / 2
         self.create_timer(period, self._on_timer)
@@ -176,14 +198,21 @@ class AlohaSimNode(Node):
         except ValueError as error:
             self._reject(str(error))
             return
-        if not self.gate.realtime and self.commands.all_fresh() and self._chunks_allow_step():
-            self._step()
+        self._step_if_ready()
 
     def _on_chunk(self, msg) -> None:
-        start_ns = msg.start_time.sec * 1_000_000_000 + msg.start_time.nanosec
-        period_ns = msg.period.sec * 1_000_000_000 + msg.period.nanosec
-        self.coverage.add_chunk(start_ns, int(msg.chunk_size), period_ns)
-        if not self.gate.realtime and self.commands.all_fresh() and self._chunks_allow_step():
+        self.coverage.add_chunk(
+            _nanoseconds(msg.header.stamp), _nanoseconds(msg.start_time), int(msg.chunk_size),
+            _nanoseconds(msg.period), int(msg.sequence),
+        )
+        self._step_if_ready()
+
+    def _on_executor_status(self, msg) -> None:
+        self.coverage.acknowledge(int(msg.last_sequence))
+        self._step_if_ready()
+
+    def _step_if_ready(self) -> None:
+        if not self.gate.realtime and self._commands_complete() and self._chunks_allow_step():
             self._step()
 
     def _chunks_allow_step(self) -> bool:
@@ -206,13 +235,22 @@ class AlohaSimNode(Node):
     # --- stepping ------------------------------------------------------------------------------------
 
     def _on_timer(self) -> None:
-        if not self._chunks_allow_step():
-            return
-        if self.gate.should_step(time.monotonic(), self.commands.all_fresh()):
+        now = time.monotonic()
+        if self._chunks_allow_step() and self.gate.should_step(now, self._commands_complete()):
             self._step()
+        elif now - self._last_publish_wall >= HOLD_REPUBLISH_S:
+            # Sim time stands still: repeat the clock and sensors so nodes started meanwhile
+            # learn the time and the policy sees its inputs.
+            self._publish_state(force_images=True)
+
+    def _commands_complete(self) -> bool:
+        """Every arm has commanded this step, or it is a strict episode's first step (the executor's
+        first tick precedes the first chunk, so nothing commands it)."""
+        return self.commands.all_fresh() or self._uncommanded_steps > 0
 
     def _step(self) -> None:
         self.sim.step(self.commands.consume())
+        self._uncommanded_steps = max(0, self._uncommanded_steps - 1)
         self.gate.stepped(time.monotonic())
         self.sim_time_ns += _PERIOD_NS
         self._publish_state()
@@ -222,9 +260,10 @@ class AlohaSimNode(Node):
         self.sim.reset(seed)
         self.episode += 1
         self.commands.reset(self.sim.joint_positions())
-        if self.coverage is not None:
-            self.coverage.reset()
         self.sim_time_ns += _PERIOD_NS
+        if self.coverage is not None:
+            self.coverage.reset(self.sim_time_ns)
+        self._uncommanded_steps = 1 if self.strict else 0
         self.gate.restart(time.monotonic())
         self._publish_state(force_images=True)
         response.success = True
@@ -237,6 +276,7 @@ class AlohaSimNode(Node):
     def _publish_state(self, force_images: bool = False) -> None:
         """The clock first, then the sensors stamped with it: a recorder that stamps messages by
         receive time (as `ros2 bag record` does) files them under their own header stamp."""
+        self._last_publish_wall = time.monotonic()
         stamp = _stamp(self.sim_time_ns)
         self.clock_pub.publish(Clock(clock=stamp))
         positions = self.sim.joint_positions()
@@ -268,6 +308,11 @@ class AlohaSimNode(Node):
                 "sim_time_ns": self.sim_time_ns,
             }
         )
+
+
+def _nanoseconds(value) -> int:
+    """builtin_interfaces Time or Duration -> integer nanoseconds."""
+    return int(value.sec) * 1_000_000_000 + int(value.nanosec)
 
 
 def _image_msg(image: np.ndarray, camera: str, stamp: Time) -> Image:
