@@ -35,14 +35,25 @@ DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to t
 POLICY_NODE = "policy_node"
 
 
-def checkpoint_chunk_size(checkpoint) -> int:
-    """The chunk size a checkpoint predicts (from its config; the policy node loads the weights)."""
+def checkpoint_config(checkpoint):
+    """A checkpoint's OFTConfig (the policy node loads the weights)."""
     import json
 
     from oft_policy.checkpoint import CONFIG_FILE
     from oft_policy.model.config import OFTConfig
 
-    return OFTConfig.from_dict(json.loads((Path(checkpoint) / CONFIG_FILE).read_text())).chunk_size
+    return OFTConfig.from_dict(json.loads((Path(checkpoint) / CONFIG_FILE).read_text()))
+
+
+def checkpoint_chunk_size(checkpoint) -> int:
+    return checkpoint_config(checkpoint).chunk_size
+
+
+def checkpoint_camera_shape(checkpoint) -> Optional[Tuple[int, int]]:
+    """[height, width] the checkpoint's training images were recorded at, if its trainer noted it."""
+    shapes = checkpoint_config(checkpoint).extra.get("camera_shapes") or {}
+    distinct = {tuple(shape) for shape in shapes.values()}
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 @dataclass

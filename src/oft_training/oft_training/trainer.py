@@ -35,6 +35,7 @@ from oft_policy.normalization import NormalizationStats
 from tqdm import tqdm
 
 from oft_training.dataset import ChunkDataset, EpisodeTable
+from oft_training.lerobot_format import image_key
 from oft_training.train_config import ACTION_HEADS, TrainConfigError, dump
 
 LOG = logging.getLogger(__name__)
@@ -128,8 +129,14 @@ def build_oft_config(config: dict, table: EpisodeTable) -> OFTConfig:
         gradient_checkpointing=model["gradient_checkpointing"], attn_implementation=model["attn_implementation"],
         head_hidden_dim=model["head_hidden_dim"], tiny_llm_hidden=model["tiny_llm_hidden"],
         tiny_llm_layers=model["tiny_llm_layers"], tiny_llm_heads=model["tiny_llm_heads"],
-        extra={"dataset": str(table.root)},
+        extra={"dataset": str(table.root), "camera_shapes": camera_shapes(table, cameras)},
     )
+
+
+def camera_shapes(table: EpisodeTable, cameras) -> dict:
+    """[height, width] each camera was recorded at, so an evaluation can render the same."""
+    features = table.info["features"]
+    return {cam: list(features[image_key(cam)]["shape"][:2]) for cam in cameras}
 
 
 def split_episodes(table: EpisodeTable, val_episodes: int) -> tuple:

@@ -67,6 +67,8 @@ def test_ddp_two_processes_kill_and_resume(tiny_dataset, tmp_path, ros_env):
     policy = load_policy(out / "checkpoints" / "step_0000040" / "policy")
     chunk = policy.predict({"cam_high": np.zeros((32, 32, 3), np.uint8)}, "fold the towel", np.zeros(14))
     assert chunk.shape == (8, 14) and np.all(np.isfinite(chunk))
+    # The checkpoint says what resolution its images were recorded at (an evaluation renders the same).
+    assert policy.config.extra["camera_shapes"] == {"cam_high": [32, 32]}
 
 
 def test_training_learns_on_tiny_dataset(tiny_dataset, tmp_path):

@@ -7,9 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from oft_sim.closed_loop import DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size
+from oft_sim.closed_loop import (
+    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_camera_shape, checkpoint_chunk_size,
+)
 from oft_sim.evaluation import plot_drift, summarize, write_json, write_video
 from oft_sim.processes import exit_on_sigterm
+
+DEFAULT_IMAGE_SIZE = (96, 128)  # checkpoints that do not say what they were trained on
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
-    parser.add_argument("--image-height", type=int, default=96, help="must match the demonstrations' resolution")
-    parser.add_argument("--image-width", type=int, default=128)
+    parser.add_argument(
+        "--image-height", type=int,
+        help="camera resolution; must match the training data (default: what the checkpoint was trained on, else 96x128)",
+    )
+    parser.add_argument("--image-width", type=int)
     parser.add_argument("--realtime", action="store_true", help="pace the simulator to the wall clock (latency benchmark)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
@@ -48,6 +55,9 @@ def run(args, log=print) -> dict:
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="oft_evaluate_"))
+    trained = checkpoint_camera_shape(args.checkpoint) or DEFAULT_IMAGE_SIZE
+    args.image_height = args.image_height or trained[0]
+    args.image_width = args.image_width or trained[1]
     settings = LoopSettings(
         checkpoint=Path(args.checkpoint),
         task=args.task,
