@@ -31,6 +31,7 @@ from oft_sim.processes import NodeProcess, node_command, ros_args
 from oft_sim.simulator import CONTROL_PERIOD_S
 
 CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
+CONFIRM_TIMEOUT_S = 5.0  # wall seconds the policy waits for the executor to confirm a chunk before a retry
 DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
 POLICY_NODE = "policy_node"
 
@@ -104,6 +105,7 @@ class ClosedLoop:
         self._policy_proc: Optional[NodeProcess] = None
         self._sim_proc: Optional[NodeProcess] = None
         self._episode_start_s: Optional[float] = None
+        self._episode_start_ns: Optional[int] = None
         self._recording_frames = False
         self._trace: Optional[DriftTrace] = None
         self._commands = 0
@@ -174,6 +176,10 @@ class ClosedLoop:
         }
         if not s.realtime:
             policy_params["start_time_offset_s"] = CONTROL_PERIOD_S  # inference takes one tick of sim time
+            # A retry is computed from whatever step the simulator is at, so only a chunk that is really
+            # lost (discovery at an episode's start, while the simulator holds) may be asked for again;
+            # a confirmation merely delayed by a loaded machine must not trigger one.
+            policy_params["executor_confirm_timeout_s"] = CONFIRM_TIMEOUT_S
         self._policy_proc = self._start("policy_node", "oft_policy", "oft_policy.nodes.policy_node", policy_params)
         self._lifecycle("configure", timeout_s=300.0)
 
@@ -213,6 +219,7 @@ class ClosedLoop:
 
     def run_episode(self, seed: int, record_video: bool = False) -> EpisodeOutcome:
         s = self.settings
+        self._episode_start_ns = None  # until the reset, every chunk belongs to the previous episode
         self._stop_executor()
         if self._policy_active:
             self._lifecycle("deactivate")
@@ -227,6 +234,8 @@ class ClosedLoop:
         self._executor_seen = False
         self._halted = ""
         self.record.latency.clear_pending()
+        latency_before = len(self.record.latency.samples_ms)
+        self._episode_start_ns = record["sim_time_ns"]
         executor_params = {
             "backend": "ros2_control",
             "use_sim_time": True,
@@ -262,6 +271,7 @@ class ClosedLoop:
             commands=self._commands,
             chunks=self._chunks,
             halted=self._halted,
+            image_to_command_max_ms=round(max(self.record.latency.samples_ms[latency_before:], default=0.0), 1),
         )
 
     # --- observer callbacks ----------------------------------------------------------------------
@@ -274,13 +284,16 @@ class ClosedLoop:
             self.record.frames.setdefault(stamp_ns, frame.copy())  # a held simulator repeats its frame
 
     def _on_chunk(self, msg) -> None:
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if self._episode_start_ns is None or stamp_ns < self._episode_start_ns:
+            return  # computed in the previous episode, delivered late
         self._chunks += 1
         if self._first_chunk_step is None:
             # Its image was taken at the reset and waited while the executor and policy started:
             # start-up time, not control latency, so it stays out of the latency record.
             self._first_chunk_step = self.sim.steps
             return
-        self.record.latency.on_chunk(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        self.record.latency.on_chunk(stamp_ns)
 
     def _on_command(self, msg) -> None:
         now = time.monotonic()

@@ -72,6 +72,7 @@ class EpisodeOutcome:
     commands: int = 0  # arm commands the evaluator saw during the episode
     chunks: int = 0
     halted: str = ""  # the executor's reason when its drift monitor halted the episode
+    image_to_command_max_ms: float = 0.0  # the episode's slowest chunk (0: none measured)
 
 
 @dataclass

@@ -42,7 +42,9 @@ from oft_sim.simulator import CONTROL_PERIOD_S, AlohaSim
 
 SIM_TIME_START_NS = 1_000_000_000  # sim time 0 means "no clock yet" to use_sim_time nodes
 _PERIOD_NS = int(round(CONTROL_PERIOD_S * 1e9))
-HOLD_REPUBLISH_S = 0.25  # while sim time is held, the state is published again at this wall interval
+# While sim time is held, the state is published again at this wall interval: nodes started
+# meanwhile learn the time, and a dropped best-effort frame costs at most this long.
+HOLD_REPUBLISH_S = 0.05
 
 
 def _import_interbotix():
