@@ -77,19 +77,17 @@ class LoopRecord:
     """What the observer saw over all episodes."""
 
     latency: ImageToCommandLatency = field(default_factory=ImageToCommandLatency)
-    tick_stamps_s: List[float] = field(default_factory=list)  # DriftReport stamps (executor ticks, sim time)
-    command_wall_s: List[float] = field(default_factory=list)  # arrival of left-arm commands (wall)
+    # Per episode: DriftReport stamps (executor ticks, sim time) and arrival of left-arm commands (wall).
+    tick_stamps_s: List[List[float]] = field(default_factory=list)
+    command_wall_s: List[List[float]] = field(default_factory=list)
     drift: List[DriftTrace] = field(default_factory=list)
     frames: Dict[int, np.ndarray] = field(default_factory=dict)  # cam_high of the recorded episode, by stamp (ns)
 
     def period_errors_ms(self, realtime: bool) -> List[float]:
         """Executor tick period error: wall-clock command spacing in realtime mode, else the
         spacing of the ticks' sim-time stamps (nonzero only for missed or doubled ticks)."""
-        series = np.asarray(self.command_wall_s if realtime else self.tick_stamps_s)
-        if series.size < 2:
-            return []
-        gaps = np.diff(series)
-        gaps = gaps[gaps < 1.0]  # episode boundaries are not ticks
+        episodes = self.command_wall_s if realtime else self.tick_stamps_s
+        gaps = np.concatenate([np.diff(series) for series in episodes]) if episodes else np.zeros(0)
         return list(np.abs(gaps - CONTROL_PERIOD_S) * 1e3)
 
 
@@ -236,6 +234,8 @@ class ClosedLoop:
         self.record.latency.clear_pending()
         latency_before = len(self.record.latency.samples_ms)
         self._episode_start_ns = record["sim_time_ns"]
+        self.record.tick_stamps_s.append([])
+        self.record.command_wall_s.append([])
         executor_params = {
             "backend": "ros2_control",
             "use_sim_time": True,
@@ -298,12 +298,14 @@ class ClosedLoop:
     def _on_command(self, msg) -> None:
         now = time.monotonic()
         self._commands += 1
-        self.record.command_wall_s.append(now)
+        if self.record.command_wall_s:
+            self.record.command_wall_s[-1].append(now)
         self.record.latency.on_command(now)
 
     def _on_drift(self, msg) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.record.tick_stamps_s.append(stamp)
+        if self.record.tick_stamps_s:
+            self.record.tick_stamps_s[-1].append(stamp)
         if self._trace is not None and self._episode_start_s is not None:
             self._trace.add(stamp - self._episode_start_s, msg.trend, msg.warn_threshold, msg.critical_threshold)
 

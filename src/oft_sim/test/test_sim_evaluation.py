@@ -4,6 +4,7 @@ import json
 
 import av
 import numpy as np
+import pytest
 
 from oft_sim.evaluation import (
     DriftTrace,
@@ -60,3 +61,14 @@ def test_video_and_drift_plot_are_real_files(tmp_path):
         trace.add(i * 0.02, 0.01 * i, 0.05, 0.15)
     png = plot_drift([trace], tmp_path / "drift.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_executor_period_error_is_measured_within_episodes_only():
+    from oft_sim.closed_loop import LoopRecord
+
+    record = LoopRecord()
+    record.tick_stamps_s = [[1.00, 1.02, 1.04, 1.08], [1.12, 1.14]]  # one missed tick; 40 ms between episodes
+    errors = record.period_errors_ms(realtime=False)
+    assert len(errors) == 4 and max(errors) == pytest.approx(20.0) and sorted(errors)[:3] == pytest.approx([0, 0, 0])
+    record.command_wall_s = [[5.0, 5.021]]
+    assert record.period_errors_ms(realtime=True) == pytest.approx([1.0])
