@@ -240,9 +240,9 @@ class AlohaSimNode(Node):
         now = time.monotonic()
         if self._chunks_allow_step() and self.gate.should_step(now, self._commands_complete()):
             self._step()
-        elif now - self._last_publish_wall >= HOLD_REPUBLISH_S:
-            # Sim time stands still: repeat the clock and sensors so nodes started meanwhile
-            # learn the time and the policy sees its inputs.
+        elif self.coverage is not None and now - self._last_publish_wall >= HOLD_REPUBLISH_S:
+            # The policy lockstep holds sim time: repeat the clock and sensors so nodes started
+            # meanwhile learn the time and the policy sees its inputs.
             self._publish_state(force_images=True)
 
     def _commands_complete(self) -> bool:
