@@ -247,6 +247,11 @@ class ClosedLoop:
             executor_params["drift_critical_threshold"] = float(s.drift_critical_threshold)
         self._executor_proc = self._start("executor_node", "oft_policy", "oft_policy.nodes.executor_node", executor_params)
         self._wait(lambda: self._executor_seen, 120.0, "the executor node", self._executor_proc)
+        # Its chunk subscription discovered too (observer, executor, and the simulator in lockstep), or
+        # the first chunk may be published before the executor can receive it and wait for a retry.
+        readers = 2 if s.realtime else 3
+        self._wait(lambda: self.node.count_subscribers(names.ACTION_CHUNK_TOPIC) >= readers, 30.0,
+                   "the executor's chunk subscription", self._executor_proc)
         self._lifecycle("activate")
         self._policy_active = True
         started = time.monotonic()
@@ -288,10 +293,11 @@ class ClosedLoop:
         if self._episode_start_ns is None or stamp_ns < self._episode_start_ns:
             return  # computed in the previous episode, delivered late
         self._chunks += 1
-        if self._first_chunk_step is None:
-            # Its image was taken at the reset and waited while the executor and policy started:
-            # start-up time, not control latency, so it stays out of the latency record.
-            self._first_chunk_step = self.sim.steps
+        if self._first_chunk_step is None or stamp_ns == self._episode_start_ns:
+            # Computed from the image taken at the reset, which waited while the executor and the
+            # policy started (a retry of it too): start-up time, not control latency.
+            if self._first_chunk_step is None:
+                self._first_chunk_step = self.sim.steps
             return
         self.record.latency.on_chunk(stamp_ns)
 

@@ -33,7 +33,7 @@ class Scale:
 QUICK = Scale("quick (minutes on 2 CPU cores; far too little training to solve the task)", 10, 300, 3, 8)
 FULL = Scale("full (50 demos, 15k tiny-backbone steps: about an hour on 2 CPU cores)", 50, 15000, 50, 8)
 
-IMAGE_SIZE = (144, 192)  # demos and evaluation render at the same resolution (the recipe sees 168 px)
+IMAGE_SIZE = (96, 128)  # demos and evaluation render at the same resolution
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def _run(stage: str, argv: List[str], log_path: Path) -> float:
 
 
 def _recipe_config() -> Path:
-    """The training recipe of the recorded sim result (tiny backbone, vision trained, 168 px, no crop, chunk 50)."""
+    """The training recipe of the recorded sim result (tiny backbone, vision trained, 112 px, chunk 50)."""
     import oft_training
 
     return Path(oft_training.__file__).resolve().parent / "configs" / "sim_transfer_cube.yaml"
