@@ -137,6 +137,15 @@ def _check_stats_fit(stats: NormalizationStats, config: OFTConfig) -> None:
 
 # ---- loading ----------------------------------------------------------------
 
+def read_config(path) -> OFTConfig:
+    """A checkpoint's OFTConfig alone, without its weights (e.g. its chunk size for an evaluation)."""
+    path = Path(path)
+    try:
+        return OFTConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+    except (OSError, json.JSONDecodeError, ConfigError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has no readable config: {exc}") from exc
+
+
 def _read_manifest_and_config(path: Path):
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {path}")
@@ -151,9 +160,9 @@ def _read_manifest_and_config(path: Path):
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {absent}")
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
-        config = OFTConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
-    except (json.JSONDecodeError, ConfigError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} has an invalid config or manifest: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid manifest: {exc}") from exc
+    config = read_config(path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format_version {manifest.get('format_version')!r} is not {FORMAT_VERSION}")
     try:

@@ -130,3 +130,15 @@ def test_make_tiny_checkpoint_options(tmp_path):
     assert policy.spec.joint_names == joints and policy.spec.control_period_s == 0.05
     chunk = policy.predict({"cam_high": np.zeros((48, 64, 3), np.uint8)}, "wave", np.zeros(7))
     assert chunk.shape == (8, 7)
+
+
+def test_read_config_alone_and_refuses_an_unreadable_one(tiny_checkpoint, tmp_path):
+    from oft_policy.checkpoint import read_config
+
+    assert read_config(tiny_checkpoint) == load_policy(tiny_checkpoint).config
+    broken = _copy(tiny_checkpoint, tmp_path)
+    (broken / "oft_config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="no readable config"):
+        read_config(broken)
+    with pytest.raises(CheckpointError, match="no readable config"):
+        load_policy(broken)

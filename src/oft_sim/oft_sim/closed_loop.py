@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from oft_policy import names
+from oft_policy.checkpoint import read_config
+from oft_policy.nodes.conversions import time_to_nanoseconds
 from oft_policy.normalization import STATS_FILENAME
 from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
 from oft_sim.processes import NodeProcess, node_command, ros_args
@@ -36,23 +38,13 @@ DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to t
 POLICY_NODE = "policy_node"
 
 
-def checkpoint_config(checkpoint):
-    """A checkpoint's OFTConfig (the policy node loads the weights)."""
-    import json
-
-    from oft_policy.checkpoint import CONFIG_FILE
-    from oft_policy.model.config import OFTConfig
-
-    return OFTConfig.from_dict(json.loads((Path(checkpoint) / CONFIG_FILE).read_text()))
-
-
 def checkpoint_chunk_size(checkpoint) -> int:
-    return checkpoint_config(checkpoint).chunk_size
+    return read_config(checkpoint).chunk_size
 
 
 def checkpoint_camera_shape(checkpoint) -> Optional[Tuple[int, int]]:
     """[height, width] the checkpoint's training images were recorded at, if its trainer noted it."""
-    shapes = checkpoint_config(checkpoint).extra.get("camera_shapes") or {}
+    shapes = read_config(checkpoint).extra.get("camera_shapes") or {}
     distinct = {tuple(shape) for shape in shapes.values()}
     return distinct.pop() if len(distinct) == 1 else None
 
@@ -102,7 +94,6 @@ class ClosedLoop:
         self._executor_proc: Optional[NodeProcess] = None
         self._policy_proc: Optional[NodeProcess] = None
         self._sim_proc: Optional[NodeProcess] = None
-        self._episode_start_s: Optional[float] = None
         self._episode_start_ns: Optional[int] = None
         self._recording_frames = False
         self._trace: Optional[DriftTrace] = None
@@ -223,7 +214,7 @@ class ClosedLoop:
             self._lifecycle("deactivate")
             self._policy_active = False
         record = self.sim.reset(seed)
-        self._episode_start_s = record["sim_time_ns"] * 1e-9
+        self._episode_start_ns = record["sim_time_ns"]
         self._trace = DriftTrace(seed)
         self.record.drift.append(self._trace)
         self._recording_frames = record_video
@@ -233,7 +224,6 @@ class ClosedLoop:
         self._halted = ""
         self.record.latency.clear_pending()
         latency_before = len(self.record.latency.samples_ms)
-        self._episode_start_ns = record["sim_time_ns"]
         self.record.tick_stamps_s.append([])
         self.record.command_wall_s.append([])
         executor_params = {
@@ -282,14 +272,14 @@ class ClosedLoop:
     # --- observer callbacks ----------------------------------------------------------------------
 
     def _on_image(self, msg) -> None:
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = time_to_nanoseconds(msg.header.stamp)
         self.record.latency.on_image(stamp_ns, time.monotonic())
         if self._recording_frames:
             frame = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
             self.record.frames.setdefault(stamp_ns, frame.copy())  # a held simulator repeats its frame
 
     def _on_chunk(self, msg) -> None:
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = time_to_nanoseconds(msg.header.stamp)
         if self._episode_start_ns is None or stamp_ns < self._episode_start_ns:
             return  # computed in the previous episode, delivered late
         self._chunks += 1
@@ -309,11 +299,11 @@ class ClosedLoop:
         self.record.latency.on_command(now)
 
     def _on_drift(self, msg) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp_ns = time_to_nanoseconds(msg.header.stamp)
         if self.record.tick_stamps_s:
-            self.record.tick_stamps_s[-1].append(stamp)
-        if self._trace is not None and self._episode_start_s is not None:
-            self._trace.add(stamp - self._episode_start_s, msg.trend, msg.warn_threshold, msg.critical_threshold)
+            self.record.tick_stamps_s[-1].append(stamp_ns * 1e-9)
+        if self._trace is not None and self._episode_start_ns is not None:
+            self._trace.add((stamp_ns - self._episode_start_ns) * 1e-9, msg.trend, msg.warn_threshold, msg.critical_threshold)
 
     def _on_status(self, msg) -> None:
         self._executor_seen = True

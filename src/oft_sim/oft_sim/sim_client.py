@@ -17,6 +17,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from oft_policy.nodes.conversions import time_to_nanoseconds
 from oft_policy.qos import STATUS_QOS
 from oft_sim import interface
 
@@ -84,4 +85,4 @@ class SimClient:
             self.episode = record
 
     def _on_clock(self, msg: Clock) -> None:
-        self.sim_time_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+        self.sim_time_ns = time_to_nanoseconds(msg.clock)

@@ -31,6 +31,11 @@ def time_to_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def time_to_nanoseconds(stamp) -> int:
+    """builtin_interfaces Time or Duration -> integer nanoseconds (exact, unlike seconds as a float)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def seconds_to_time(seconds: float) -> Time:
     nanos = int(round(seconds * 1e9))
     return Time(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)

@@ -153,6 +153,7 @@ class ExecutorNode(Node):
         self.backend = make_backend(self, p, self.arm_columns, period)
         self._request_realtime(int(p["realtime_priority"]))
 
+        self._tick_on_joint_states = bool(p["tick_on_joint_states"])
         self._arm_stamps: List[Optional[float]] = [None] * len(topics)
         self._last_tick_stamp = -np.inf
         for i, topic in enumerate(topics):
@@ -165,7 +166,7 @@ class ExecutorNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
         self.create_service(Trigger, "~/resume", self._on_resume)
         self.create_service(Trigger, "~/reset_statistics", self._on_reset_statistics)
-        if not p["tick_on_joint_states"]:
+        if not self._tick_on_joint_states:
             self.create_timer(period, self._on_tick)
         # Status on the wall clock: it keeps flowing while a lockstep simulator holds sim time.
         self.create_timer(1.0 / p["status_rate_hz"], self._publish_status, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -201,7 +202,7 @@ class ExecutorNode(Node):
         columns, values = positions_by_name(msg, index_map)
         if columns:
             self.core.set_measured(columns, values)
-        if self.params["tick_on_joint_states"]:
+        if self._tick_on_joint_states:
             self._arm_stamps[arm] = time_to_seconds(msg.header.stamp)
             if all(s is not None and s > self._last_tick_stamp for s in self._arm_stamps):
                 self._last_tick_stamp = max(self._arm_stamps)

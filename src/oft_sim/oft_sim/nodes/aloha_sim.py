@@ -33,6 +33,7 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from oft_policy import names
+from oft_policy.nodes.conversions import time_to_nanoseconds
 from oft_policy.nodes.params import ParamSpec, declare_parameters
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import SENSOR_QOS, STATUS_QOS
@@ -125,7 +126,7 @@ class AlohaSimNode(Node):
         self.strict = self.coverage is not None and self.coverage.hold_steps > 0
         step_timeout = p["chunk_timeout_s"] if self.strict else p["step_timeout_s"]
         self.gate = StepGate(CONTROL_PERIOD_S, step_timeout, p["realtime"])
-        self._uncommanded_steps = 0
+        self._first_step_uncommanded = False
 
         self.clock_pub = self.create_publisher(Clock, interface.CLOCK_TOPIC, 10)
         self.joint_pubs = [self.create_publisher(JointState, t, SENSOR_QOS) for t in p["joint_state_topics"]]
@@ -204,8 +205,8 @@ class AlohaSimNode(Node):
 
     def _on_chunk(self, msg) -> None:
         self.coverage.add_chunk(
-            _nanoseconds(msg.header.stamp), _nanoseconds(msg.start_time), int(msg.chunk_size),
-            _nanoseconds(msg.period), int(msg.sequence),
+            time_to_nanoseconds(msg.header.stamp), time_to_nanoseconds(msg.start_time), int(msg.chunk_size),
+            time_to_nanoseconds(msg.period), int(msg.sequence),
         )
         self._step_if_ready()
 
@@ -248,11 +249,11 @@ class AlohaSimNode(Node):
     def _commands_complete(self) -> bool:
         """Every arm has commanded this step, or it is a strict episode's first step (the executor's
         first tick precedes the first chunk, so nothing commands it)."""
-        return self.commands.all_fresh() or self._uncommanded_steps > 0
+        return self.commands.all_fresh() or self._first_step_uncommanded
 
     def _step(self) -> None:
         self.sim.step(self.commands.consume())
-        self._uncommanded_steps = max(0, self._uncommanded_steps - 1)
+        self._first_step_uncommanded = False
         self.gate.stepped(time.monotonic())
         self.sim_time_ns += _PERIOD_NS
         self._publish_state()
@@ -265,7 +266,7 @@ class AlohaSimNode(Node):
         self.sim_time_ns += _PERIOD_NS
         if self.coverage is not None:
             self.coverage.reset(self.sim_time_ns)
-        self._uncommanded_steps = 1 if self.strict else 0
+        self._first_step_uncommanded = self.strict
         self.gate.restart(time.monotonic())
         self._publish_state(force_images=True)
         response.success = True
@@ -310,11 +311,6 @@ class AlohaSimNode(Node):
                 "sim_time_ns": self.sim_time_ns,
             }
         )
-
-
-def _nanoseconds(value) -> int:
-    """builtin_interfaces Time or Duration -> integer nanoseconds."""
-    return int(value.sec) * 1_000_000_000 + int(value.nanosec)
 
 
 def _image_msg(image: np.ndarray, camera: str, stamp: Time) -> Image:
