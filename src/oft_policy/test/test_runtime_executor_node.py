@@ -53,8 +53,15 @@ def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0, rob
 
 
 def wait_ready(harness, timeout=20.0):
-    """The executor runs and has joint states of every joint."""
-    return harness.wait_status(lambda s: s.state == IDLE and "joint states" not in s.reason, timeout, "executor ready")
+    """The executor runs, has joint states of every joint, and its chunk subscription is matched.
+
+    Discovery matches each endpoint pair on its own: hearing the executor's status does not
+    mean it hears our chunks yet, and a chunk published before the match is lost."""
+    status = harness.wait_status(lambda s: s.state == IDLE and "joint states" not in s.reason, timeout, "executor ready")
+    # The harness subscribes to the chunk topic itself, so the executor is the second subscriber.
+    support.wait_for(lambda: harness.chunk_pub.get_subscription_count() >= 2, timeout,
+                     what="the executor's chunk subscription")
+    return status
 
 
 def assert_within_limits(vectors):
