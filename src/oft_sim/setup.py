@@ -21,6 +21,7 @@ setup(
             "aloha_sim = oft_sim.nodes.aloha_sim:main",
             "scripted_demos = oft_sim.cli.scripted_demos:main",
             "evaluate = oft_sim.cli.evaluate:main",
+            "probe_policy = oft_sim.cli.probe_policy:main",
             "sim_demo = oft_sim.cli.sim_demo:main",
             "bench_sim = oft_sim.bench:main",
         ],

@@ -49,6 +49,7 @@ SECTIONS = {
         "device": "auto",                # auto | cpu | cuda
         "bf16": True,                    # autocast on GPU only
         "augment": True,                 # random crop + color jitter (openvla-oft)
+        "proprio_noise_std": 0.0,        # with augment: Gaussian noise on the normalized proprio
         "logger": "tensorboard",         # tensorboard | wandb | none
         "wandb_project": "oft_ros",
         "threads": 0,                    # torch CPU threads per process (0: torch default)
@@ -162,6 +163,9 @@ def validate(config: dict) -> None:
             raise TrainConfigError(f"{section}.{key} must be a positive integer, got {value!r}")
     if not (isinstance(opt["lr"], (int, float)) and opt["lr"] > 0 and 0 <= opt["min_lr"] <= opt["lr"]):
         raise TrainConfigError(f"optimizer.lr must be > 0 and optimizer.min_lr in [0, lr], got {opt['lr']}, {opt['min_lr']}")
+    noise = training["proprio_noise_std"]
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
+        raise TrainConfigError(f"training.proprio_noise_std must be a number >= 0, got {noise!r}")
     if config["loss"]["kind"] not in ("l1", "huber"):
         raise TrainConfigError(f"loss.kind {config['loss']['kind']!r} is not one of ['l1', 'huber']")
     if training["logger"] not in ("tensorboard", "wandb", "none"):

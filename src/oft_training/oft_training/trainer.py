@@ -171,8 +171,9 @@ def latest_checkpoint(output_dir: Path) -> Optional[Path]:
 class Batcher:
     """Turns dataset samples into model inputs (augmented when training)."""
 
-    def __init__(self, oft_config: OFTConfig, tokenizer, device: torch.device):
+    def __init__(self, oft_config: OFTConfig, tokenizer, device: torch.device, proprio_noise_std: float = 0.0):
         self.config, self.tokenizer, self.device = oft_config, tokenizer, device
+        self.proprio_noise_std = float(proprio_noise_std)
 
     def __call__(self, samples, train: bool, generator: Optional[torch.Generator] = None) -> dict:
         cfg = self.config
@@ -181,10 +182,15 @@ class Batcher:
             for s in samples
         ])
         input_ids, attention_mask = tokenize_prompts(self.tokenizer, [s["instruction"] for s in samples], cfg.prompt_template)
+        proprio = torch.stack([s["proprio"] for s in samples])
+        if train and self.proprio_noise_std > 0:
+            # Blurs the arm pose so the policy cannot read the task's progress (and where the arm
+            # is heading) off the pose alone: it has to look at the images.
+            proprio = proprio + self.proprio_noise_std * torch.randn(proprio.shape, generator=generator, dtype=proprio.dtype)
         to = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
         return {
             "pixel_values": to(pixels), "input_ids": to(input_ids), "attention_mask": to(attention_mask),
-            "proprio": to(torch.stack([s["proprio"] for s in samples])),
+            "proprio": to(proprio),
             "actions": to(torch.stack([s["actions"] for s in samples])),
             "pad_mask": to(torch.stack([s["pad_mask"] for s in samples])),
         }
@@ -314,7 +320,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
     # Weights in the backbone's training dtype: fp32 on CPU, bf16 on GPU (as openvla-oft trains).
     model = build_model(oft_config, device=device, seed=seed, load_base_weights=config["model"]["load_base_weights"])
     tokenizer = build_tokenizer(oft_config)
-    batcher = Batcher(oft_config, tokenizer, device)
+    batcher = Batcher(oft_config, tokenizer, device, tcfg["proprio_noise_std"])
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
     start_step = 0

@@ -45,3 +45,6 @@ def test_overrides_parse_and_fail_clearly():
         load_config(None, [])
     with pytest.raises(TrainConfigError, match="positive integer"):
         load_config(None, ["data.dataset=x", "training.max_steps=0"])
+    for bad in ("-0.1", ".nan", "true", "loud"):
+        with pytest.raises(TrainConfigError, match="proprio_noise_std must be a number >= 0"):
+            load_config(None, ["data.dataset=x", f"training.proprio_noise_std={bad}"])

@@ -132,3 +132,28 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
         torch.testing.assert_close(resumed["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     with pytest.raises(TrainConfigError, match="already holds checkpoints"):
         train(config, progress=False)
+
+
+def test_proprio_noise_only_in_training_batches():
+    """training.proprio_noise_std blurs the proprio of training batches, reproducibly per generator;
+    validation batches (train=False) and a zero std leave it exact."""
+    import torch
+    from oft_policy.model import OFTConfig
+    from oft_policy.model.build import build_tokenizer
+    from oft_training.trainer import Batcher
+
+    config = OFTConfig(backbone="tiny", camera_names=("cam_high",), chunk_size=2)
+    tokenizer = build_tokenizer(config)
+    proprio = torch.linspace(-1, 1, config.action_dim)
+    samples = [{"images": [np.zeros((32, 32, 3), np.uint8)], "instruction": "pick", "proprio": proprio,
+                "actions": torch.zeros(2, config.action_dim), "pad_mask": torch.zeros(2, dtype=torch.bool)}] * 64
+
+    def batch(std, train, seed=0):
+        return Batcher(config, tokenizer, torch.device("cpu"), std)(samples, train, torch.Generator().manual_seed(seed))
+
+    noisy = batch(0.1, True)["proprio"] - proprio
+    assert noisy.std().item() == pytest.approx(0.1, rel=0.1)
+    assert torch.equal(batch(0.1, True)["proprio"], batch(0.1, True)["proprio"])  # same generator, same noise
+    assert not torch.equal(batch(0.1, True, seed=1)["proprio"], batch(0.1, True)["proprio"])
+    assert torch.equal(batch(0.1, False)["proprio"], proprio.expand(64, -1))
+    assert torch.equal(batch(0.0, True)["proprio"], proprio.expand(64, -1))
