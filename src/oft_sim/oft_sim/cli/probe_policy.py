@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lead", type=int, default=25, help="tracking: steps between the observation and the grasp")
     parser.add_argument("--chunk-size", type=int, help="closed loop: actions executed per chunk (default: half the chunk)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    parser.add_argument(
+        "--image-height", type=int,
+        help="camera resolution; must match the training data (default: what the checkpoint was trained on, else 96x128)",
+    )
+    parser.add_argument("--image-width", type=int)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
     return parser
@@ -47,7 +52,8 @@ def run(args, log=print) -> dict:
     if not 1 <= execute <= chunk:
         raise ValueError(f"--chunk-size {execute} must be between 1 and the checkpoint's chunk size {chunk}")
     policy = load_policy(args.checkpoint)
-    image_size = checkpoint_camera_shape(args.checkpoint) or DEFAULT_IMAGE_SIZE
+    trained = checkpoint_camera_shape(args.checkpoint) or DEFAULT_IMAGE_SIZE
+    image_size = (args.image_height or trained[0], args.image_width or trained[1])
 
     def predict(images, proprio):
         return policy.predict(images, args.instruction, proprio)
