@@ -65,3 +65,22 @@ def test_a_policy_that_ignores_the_images_scores_the_blind_aim():
     result = summarize(same)["localization"]
     assert result["aim_error_cm_mean"] == pytest.approx(result["blind_aim_error_cm_mean"])
     assert result["correlation_x"] is None  # a constant aim has no correlation to speak of
+
+
+def test_probe_policy_command_on_the_reference_checkpoint(console, ros_env, repo_root, tmp_path):
+    import subprocess
+
+    argv = console("oft_sim", "probe_policy", "oft_sim.cli.probe_policy")
+    checkpoint = repo_root / "checkpoints" / "sim_transfer_cube_tiny"
+    out = tmp_path / "probe.json"
+    done = subprocess.run(argv + ["--checkpoint", str(checkpoint), "--episodes", "1", "--json", str(out)],
+                          env=ros_env, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["seeds"] == [1000] and result["executed_per_chunk"] == 25 and result["image_size"] == [96, 128]
+    assert result["tracking_error_cm"]["mean"] < 2.0  # shown the demonstrator's states, it follows them
+    assert result["closed_loop"]["episodes"] == 1
+
+    refused = subprocess.run(argv + ["--checkpoint", str(checkpoint), "--chunk-size", "51"],
+                             env=ros_env, capture_output=True, text=True, timeout=200)
+    assert refused.returncode == 1 and "between 1 and the checkpoint's chunk size 50" in refused.stderr
