@@ -35,6 +35,7 @@ from oft_sim.simulator import CONTROL_PERIOD_S
 CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
 CONFIRM_TIMEOUT_S = 5.0  # wall seconds the policy waits for the executor to confirm a chunk before a retry
 DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
+DEFAULT_IMAGE_SIZE = (96, 128)  # (height, width) for checkpoints that do not say what they were trained on
 POLICY_NODE = "policy_node"
 
 
@@ -47,6 +48,22 @@ def checkpoint_camera_shape(checkpoint) -> Optional[Tuple[int, int]]:
     shapes = read_config(checkpoint).extra.get("camera_shapes") or {}
     distinct = {tuple(shape) for shape in shapes.values()}
     return distinct.pop() if len(distinct) == 1 else None
+
+
+def render_size(checkpoint, height: Optional[int] = None, width: Optional[int] = None) -> Tuple[int, int]:
+    """Camera resolution to render at: as asked, else what the checkpoint was trained on, else
+    DEFAULT_IMAGE_SIZE (checkpoints that do not say)."""
+    trained = checkpoint_camera_shape(checkpoint) or DEFAULT_IMAGE_SIZE
+    return (height or trained[0], width or trained[1])
+
+
+def executed_per_chunk(checkpoint, requested: Optional[int] = None) -> int:
+    """Actions of each chunk run before the next one replaces it: as asked, else half the chunk."""
+    chunk_size = checkpoint_chunk_size(checkpoint)
+    execute_steps = requested or max(1, chunk_size // 2)
+    if not 1 <= execute_steps <= chunk_size:
+        raise ValueError(f"--chunk-size {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
+    return execute_steps
 
 
 @dataclass
@@ -142,7 +159,7 @@ class ClosedLoop:
         stats = Path(s.checkpoint) / STATS_FILENAME
         if not stats.is_file():
             raise FileNotFoundError(f"{s.checkpoint} has no {STATS_FILENAME}: not a checkpoint")
-        execute_steps = self._execute_steps()
+        execute_steps = executed_per_chunk(s.checkpoint, s.execute_steps)
         sim_params = {
             "task": s.task,
             "image_height": s.image_size[0],
@@ -171,13 +188,6 @@ class ClosedLoop:
             policy_params["executor_confirm_timeout_s"] = CONFIRM_TIMEOUT_S
         self._policy_proc = self._start("policy_node", "oft_policy", "oft_policy.nodes.policy_node", policy_params)
         self._lifecycle("configure", timeout_s=300.0)
-
-    def _execute_steps(self) -> int:
-        chunk_size = checkpoint_chunk_size(self.settings.checkpoint)
-        execute_steps = self.settings.execute_steps or max(1, chunk_size // 2)
-        if not 1 <= execute_steps <= chunk_size:
-            raise ValueError(f"--chunk-size {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
-        return execute_steps
 
     def _start(self, name: str, package: str, module: str, params: dict) -> NodeProcess:
         argv = node_command(package, name, module) + ros_args(params)

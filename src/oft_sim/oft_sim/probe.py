@@ -40,6 +40,10 @@ class SeedProbe:
     success: bool
     max_reward: int
 
+    @property
+    def aim_error_cm(self) -> float:
+        return float(np.linalg.norm(self.aim_policy - self.aim_demo) * 100)
+
 
 class GraspPoint:
     """Right-arm forward kinematics: 14-joint action -> grasp point between the fingers (m)."""
@@ -55,32 +59,27 @@ class GraspPoint:
         return self._ik.pose(qpos)[0]
 
 
-def probe_seed(predict: Predict, seed: int, image_size=(96, 128), lead: int = 25, execute: int = 25,
+def probe_seed(predict: Predict, seed: int, sim: AlohaSim, lead: int = 25, execute: int = 25,
                steps: int = EPISODE_STEPS) -> SeedProbe:
-    demo_sim = AlohaSim(image_size=image_size)
-    demo_sim.reset(seed)
-    demo = scripted_trajectory(demo_sim, steps)
-    grasp_point = GraspPoint(demo_sim)
-
-    demo_sim.reset(seed)
-    first = predict(demo_sim.render(), demo_sim.joint_positions())
+    """All three measurements for one seed, on `sim` (reset here as often as needed)."""
+    sim.reset(seed)
+    demo = scripted_trajectory(sim, steps)
+    grasp_point = GraspPoint(sim)
+    first = predict(sim.render(), sim.joint_positions())
     last = min(len(first), steps) - 1
-    ask_at = GRASP_STEP - lead
-    for action in demo[:ask_at]:
-        demo_sim.step(action)
-    chunk = predict(demo_sim.render(), demo_sim.joint_positions())
+    for action in demo[:GRASP_STEP - lead]:
+        sim.step(action)
+    chunk = predict(sim.render(), sim.joint_positions())
     if lead >= len(chunk):
         raise ValueError(f"lead {lead} must be shorter than the policy's chunk ({len(chunk)} actions)")
     tracking = np.linalg.norm(grasp_point(chunk[lead]) - grasp_point(demo[GRASP_STEP])) * 100
 
-    success, max_reward = closed_loop(predict, seed, image_size, execute, steps)
+    success, max_reward = closed_loop(predict, seed, sim, execute, steps)
     return SeedProbe(seed, grasp_point(first[last]), grasp_point(demo[last]), float(tracking), success, max_reward)
 
 
-def closed_loop(predict: Predict, seed: int, image_size=(96, 128), execute: int = 25,
-                steps: int = EPISODE_STEPS):
-    """(success, max reward) of the policy driving alone, `execute` actions per chunk."""
-    sim = AlohaSim(image_size=image_size)
+def closed_loop(predict: Predict, seed: int, sim: AlohaSim, execute: int = 25, steps: int = EPISODE_STEPS):
+    """(success, max reward) of the policy driving alone from the reset, `execute` actions per chunk."""
     sim.reset(seed)
     queue: List[np.ndarray] = []
     for _ in range(steps):
@@ -93,7 +92,7 @@ def closed_loop(predict: Predict, seed: int, image_size=(96, 128), execute: int 
 def summarize(probes: Sequence[SeedProbe]) -> dict:
     policy = np.array([p.aim_policy for p in probes])
     demo = np.array([p.aim_demo for p in probes])
-    error = np.linalg.norm(policy - demo, axis=1) * 100
+    error = np.array([p.aim_error_cm for p in probes])
     blind = np.linalg.norm(demo - demo.mean(axis=0), axis=1) * 100
 
     def correlation(axis: int):

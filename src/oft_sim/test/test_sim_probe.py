@@ -41,8 +41,9 @@ def hold_still(images, proprio):
 
 def test_the_oracle_aims_tracks_and_succeeds_where_a_blind_policy_does_not():
     seeds = (1000, 1001, 1002)
-    oracle = [probe_seed(oracle_for(s), s, SIZE) for s in seeds]
-    blind = [probe_seed(hold_still, s, SIZE) for s in seeds]
+    sim = AlohaSim(image_size=SIZE)
+    oracle = [probe_seed(oracle_for(s), s, sim) for s in seeds]
+    blind = [probe_seed(hold_still, s, sim) for s in seeds]
 
     sharp = summarize(oracle)
     assert sharp["localization"]["aim_error_cm_mean"] == 0.0

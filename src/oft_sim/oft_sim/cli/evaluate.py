@@ -8,12 +8,10 @@ import tempfile
 from pathlib import Path
 
 from oft_sim.closed_loop import (
-    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_camera_shape, checkpoint_chunk_size,
+    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size, executed_per_chunk, render_size,
 )
 from oft_sim.evaluation import plot_drift, summarize, write_json, write_video
 from oft_sim.processes import exit_on_sigterm
-
-DEFAULT_IMAGE_SIZE = (96, 128)  # checkpoints that do not say what they were trained on
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +53,7 @@ def run(args, log=print) -> dict:
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="oft_evaluate_"))
-    trained = checkpoint_camera_shape(args.checkpoint) or DEFAULT_IMAGE_SIZE
-    args.image_height = args.image_height or trained[0]
-    args.image_width = args.image_width or trained[1]
+    args.image_height, args.image_width = render_size(args.checkpoint, args.image_height, args.image_width)
     settings = LoopSettings(
         checkpoint=Path(args.checkpoint),
         task=args.task,
@@ -97,7 +93,7 @@ def run(args, log=print) -> dict:
             "task": args.task,
             "checkpoint": str(args.checkpoint),
             "chunk_size": checkpoint_chunk_size(args.checkpoint),
-            "executed_per_chunk": args.chunk_size,
+            "executed_per_chunk": executed_per_chunk(args.checkpoint, args.chunk_size),
             "mode": "realtime" if args.realtime else "lockstep",
             "executor_period_clock": "wall" if args.realtime else "sim",
             "image_size": [args.image_height, args.image_width],

@@ -7,10 +7,10 @@ import argparse
 import json
 import sys
 
-from oft_sim.closed_loop import DEFAULT_INSTRUCTION, checkpoint_camera_shape, checkpoint_chunk_size
-from oft_sim.cli.evaluate import DEFAULT_IMAGE_SIZE
+from oft_sim.closed_loop import DEFAULT_INSTRUCTION, executed_per_chunk, render_size
 from oft_sim.evaluation import write_json
 from oft_sim.probe import probe_seed, summarize
+from oft_sim.simulator import AlohaSim
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,22 +47,19 @@ def run(args, log=print) -> dict:
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     torch.set_num_threads(args.torch_threads)
-    chunk = checkpoint_chunk_size(args.checkpoint)
-    execute = args.chunk_size or max(1, chunk // 2)
-    if not 1 <= execute <= chunk:
-        raise ValueError(f"--chunk-size {execute} must be between 1 and the checkpoint's chunk size {chunk}")
+    execute = executed_per_chunk(args.checkpoint, args.chunk_size)
+    image_size = render_size(args.checkpoint, args.image_height, args.image_width)
     policy = load_policy(args.checkpoint)
-    trained = checkpoint_camera_shape(args.checkpoint) or DEFAULT_IMAGE_SIZE
-    image_size = (args.image_height or trained[0], args.image_width or trained[1])
 
     def predict(images, proprio):
         return policy.predict(images, args.instruction, proprio)
 
+    sim = AlohaSim(image_size=image_size)
     probes = []
     for seed in range(args.first_seed, args.first_seed + args.episodes):
-        probes.append(probe_seed(predict, seed, image_size, lead=args.lead, execute=execute))
+        probes.append(probe_seed(predict, seed, sim, lead=args.lead, execute=execute))
         p = probes[-1]
-        log(f"seed {seed}: first-chunk aim off by {100 * float(((p.aim_policy - p.aim_demo) ** 2).sum() ** 0.5):.1f} cm, "
+        log(f"seed {seed}: first-chunk aim off by {p.aim_error_cm:.1f} cm, "
             f"grasp tracking {p.tracking_error_cm:.1f} cm, closed loop {'success' if p.success else 'failure'} "
             f"(max reward {p.max_reward})")
     result = {"checkpoint": str(args.checkpoint), "image_size": list(image_size), "lead": args.lead,
