@@ -52,15 +52,18 @@ def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0, rob
         print(log.read_text()[-4000:])
 
 
-def wait_ready(harness, timeout=20.0):
-    """The executor runs, has joint states of every joint, and its chunk subscription is matched.
+def wait_ready(harness, robot, timeout=20.0):
+    """The executor runs, has joint states of every joint, its chunk subscription is matched,
+    and so are the robot's command subscriptions.
 
     Discovery matches each endpoint pair on its own: hearing the executor's status does not
-    mean it hears our chunks yet, and a chunk published before the match is lost."""
+    mean it hears our chunks yet, or that the robot hears its commands; a message published
+    before its match is lost."""
     status = harness.wait_status(lambda s: s.state == IDLE and "joint states" not in s.reason, timeout, "executor ready")
     # The harness subscribes to the chunk topic itself, so the executor is the second subscriber.
     support.wait_for(lambda: harness.chunk_pub.get_subscription_count() >= 2, timeout,
                      what="the executor's chunk subscription")
+    support.wait_for(robot.commands_matched, timeout, what="the robot's command subscriptions")
     return status
 
 
@@ -76,7 +79,7 @@ def test_chunk_runs_in_order_at_rate_then_holds(overlay_env, harness, tmp_path):
     """Interbotix backend: one command per tick, rows in order, first command = measured, then HOLDING."""
     rows = 0.002 * np.arange(D)[None, :] + 0.01 * np.arange(1, 21)[:, None]  # distinct per joint and per row
     with running_executor(overlay_env, tmp_path, "interbotix") as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         harness.publish_chunk(rows, sequence=1, start_delay_s=0.1)
         harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
         support.wait_for(lambda: len(robot.full_commands()) >= 30, 5.0, what="holding commands")
@@ -110,7 +113,7 @@ def test_chunk_runs_in_order_at_rate_then_holds(overlay_env, harness, tmp_path):
 def test_new_chunk_preempts_the_queued_tail(overlay_env, harness, tmp_path):
     """ros2_control forward_position backend: a new chunk replaces the rest of the old one."""
     with running_executor(overlay_env, tmp_path, "forward_position") as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         harness.publish_chunk(np.full((50, D), 0.05), sequence=1, start_delay_s=0.05)
         support.wait_for(lambda: sum(np.allclose(v, 0.05) for _, v in robot.full_commands()) >= 5, 5.0,
                          what="the first chunk running")
@@ -132,7 +135,7 @@ def test_ticks_follow_the_joint_states_when_told_to(overlay_env, harness, tmp_pa
     robot_rate = 25.0
     params = {"tick_on_joint_states": True}
     with running_executor(overlay_env, tmp_path, "forward_position", params, robot_rate_hz=robot_rate) as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         harness.publish_chunk(np.full((5, D), 0.01), sequence=1, start_delay_s=0.1)
         harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
         before, started = len(robot.full_commands()), time.monotonic()
@@ -147,7 +150,7 @@ def test_critical_drift_halts_within_a_tick_and_resume_rearms(overlay_env, harne
 
     params = {"drift_delay_ticks": 2, "drift_window_ticks": 3}
     with running_executor(overlay_env, tmp_path, "forward_position", params) as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         not_halted = harness.call(Trigger, "/executor_node/resume")
         assert not not_halted.success and "not halted" in not_halted.message
         harness.publish_chunk(np.full((150, D), 0.02), sequence=1, start_delay_s=0.05)
@@ -224,7 +227,7 @@ def test_bad_input_storm_never_moves_an_arm_wrongly(overlay_env, harness, tmp_pa
 
     values = [0.01 + 0.002 * k for k in range(25)]
     with running_executor(overlay_env, tmp_path, "interbotix") as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         seq, sent_bad = 1, 0
         for value in values:
             seq += 100
@@ -259,7 +262,7 @@ def test_joint_trajectory_interface_with_checkpoint_stats(overlay_env, harness, 
     rows = 0.02 * np.arange(1, 6)[:, None] * np.ones(D)
     params = {"stats_path": str(stats_path)}
     with running_executor(overlay_env, tmp_path, "joint_trajectory", params) as (robot, node):
-        wait_ready(harness)
+        wait_ready(harness, robot)
         harness.publish_chunk(rows, sequence=1, start_delay_s=0.05)
         harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING")
         records = robot.commands()

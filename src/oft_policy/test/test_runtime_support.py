@@ -111,8 +111,9 @@ class FakeRobot:
     def __init__(self, env: dict, workdir: Path, backend: str = "interbotix", initial: float = 0.0,
                  cameras: tuple = (), rate_hz: float = 100.0, compressed: bool = False):
         self.out = workdir / f"fake_robot_{backend}_{time.monotonic_ns()}.jsonl"
+        self.matched_file = self.out.with_suffix(".matched")
         cmd = [sys.executable, "-m", "oft_policy.nodes.fake_robot", "--backend", backend, "--initial", str(initial),
-               "--record", str(self.out), "--rate", str(rate_hz), "--camera-rate", "30", "--stdin-control"]
+               "--record", str(self.out), "--matched-file", str(self.matched_file), "--rate", str(rate_hz), "--camera-rate", "30", "--stdin-control"]
         if cameras:
             cmd += ["--cameras", ",".join(cameras)] + (["--compressed"] if compressed else [])
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -121,6 +122,10 @@ class FakeRobot:
     def set_offset(self, offset: float) -> None:
         self.proc.stdin.write(f"offset {offset}\n".encode())
         self.proc.stdin.flush()
+
+    def commands_matched(self) -> bool:
+        """Every command subscription has a matched publisher (the executor's)."""
+        return self.matched_file.exists()
 
     def commands(self) -> list:
         if not self.out.exists():

@@ -7,7 +7,9 @@ set with `--stdin-control` and a stdin line `offset <value>`), publishes each ar
 states as the Interbotix driver does (the 7 joint names plus the finger joints,
 in a scrambled order, so consumers must match names), and optionally publishes
 camera images stamped with the current time. With `--record PATH` it writes every
-command it receives as one JSON line. SIGINT (or, with `--stdin-control`, closing stdin) stops it.
+command it receives as one JSON line; with `--matched-file PATH` it creates that file once
+every command subscription is matched with a publisher (tests wait for it: a command sent
+before the match is lost). SIGINT (or, with `--stdin-control`, closing stdin) stops it.
 The MuJoCo simulator (oft_sim) is the full stand-in; this one costs almost no CPU.
 
     python -m oft_policy.nodes.fake_robot --backend interbotix --cameras cam_high,cam_left_wrist
@@ -54,6 +56,8 @@ def parse_args(argv):
     parser.add_argument("--image-size", default="48x64", help="HxW of the published images")
     parser.add_argument("--compressed", action="store_true",
                         help="publish PNG sensor_msgs/CompressedImage on <camera topic>/compressed instead")
+    parser.add_argument("--matched-file", default="",
+                        help="create this file once every command subscription has a matched publisher")
     parser.add_argument("--stdin-control", action="store_true",
                         help="read `offset <value>` lines from stdin; end of input stops the process")
     return parser.parse_args(argv)
@@ -69,7 +73,11 @@ class FakeRobot:
         self.offset = 0.0
         self._record = open(args.record, "a") if args.record else None
         self._lock = threading.Lock()
+        self._command_subs = []
         self._subscribe(args.backend)
+        if args.matched_file:
+            self._matched_file = args.matched_file
+            self._matched_timer = node.create_timer(0.05, self._check_matched)
         from sensor_msgs.msg import JointState
 
         self._joint_state_type = JointState
@@ -82,26 +90,40 @@ class FakeRobot:
                                 args.compressed)
 
     def _subscribe(self, backend: str) -> None:
-        from oft_policy.qos import STATUS_QOS
-
         for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
             if backend == "interbotix":
                 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 
-                self.node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
-                                              lambda m, a=arm: self._on_group(a, m), STATUS_QOS)
-                self.node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
-                                              lambda m, a=arm: self._on_single(a, m), STATUS_QOS)
+                self._command_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
+                                           lambda m, a=arm: self._on_group(a, m))
+                self._command_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
+                                           lambda m, a=arm: self._on_single(a, m))
             elif backend == "forward_position":
                 from std_msgs.msg import Float64MultiArray
 
-                self.node.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                              lambda m, a=arm: self._on_array(a, m), STATUS_QOS)
+                self._command_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                           lambda m, a=arm: self._on_array(a, m))
             else:
                 from trajectory_msgs.msg import JointTrajectory
 
-                self.node.create_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                              lambda m, a=arm: self._on_trajectory(a, m), STATUS_QOS)
+                self._command_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
+                                           lambda m, a=arm: self._on_trajectory(a, m))
+
+    def _command_subscription(self, msg_type, topic: str, callback) -> None:
+        from oft_policy.qos import STATUS_QOS
+
+        self._command_subs.append(self.node.create_subscription(msg_type, topic, callback, STATUS_QOS))
+
+    def _publisher_count(self, sub) -> int:
+        # Subscription.get_publisher_count counts matched publishers (Iron and later); Humble
+        # only has the graph count, which can run ahead of the match.
+        count = getattr(sub, "get_publisher_count", None)
+        return count() if count is not None else self.node.count_publishers(sub.topic_name)
+
+    def _check_matched(self) -> None:
+        if all(self._publisher_count(sub) >= 1 for sub in self._command_subs):
+            open(self._matched_file, "w").close()
+            self._matched_timer.cancel()
 
     def _write(self, arm, kind, name, values) -> None:
         if self._record is None:
