@@ -13,10 +13,16 @@ that window, or when it has fewer than ``min_frames`` frames (one action chunk).
 Undecodable messages fail the export, or with ``on_corrupt="skip"`` are left
 out and reported by count. The dataset is built in a temporary directory next
 to the output and renamed into place only when complete.
+
+Actions from the leader arms get their gripper columns mapped to follower units
+(``ExportOptions.leader_gripper_map``, see gripper_map.py); commanded actions and
+hdf5 episodes are exported as recorded. ``meta/oft_export.json`` records each
+recording's action source and the map.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -33,10 +39,12 @@ from oft_training.bagread import (
     latest_at_or_before, open_bag,
 )
 from oft_training.fitting import resolve_action_source
+from oft_training.gripper_map import DEFAULT_GRIPPER_MAP, GripperMap
 from oft_training.lerobot_format import DEFAULT_CODEC, DatasetFormatError, LeRobotWriter
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
 NS = 1_000_000_000
+PROVENANCE_PATH = "meta/oft_export.json"  # not a LeRobot file: LeRobot's loader ignores it
 
 
 class ExportError(ValueError):
@@ -56,6 +64,7 @@ class ExportOptions:
     codec: str = DEFAULT_CODEC
     robot_type: str = "aloha"
     episode_topic: Optional[str] = None  # each message on it starts a new episode (split by receive time)
+    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP  # applied to actions taken from the leader arms only
 
 
 @dataclass
@@ -65,6 +74,8 @@ class ExportReport:
     frames: int = 0
     skipped: List[tuple] = field(default_factory=list)  # (source, reason)
     issues: DecodeIssues = field(default_factory=DecodeIssues)
+    action_sources: Dict[str, str] = field(default_factory=dict)  # recording -> leader | commanded | hdf5
+    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP  # the map applied to leader actions
 
     def skip_counts(self) -> Counter:
         return Counter(reason.split(":")[0] for _, reason in self.skipped)
@@ -75,6 +86,9 @@ class ExportReport:
         out += [f"skipped episodes by reason: {dict(self.skip_counts())}"] if self.skipped else []
         out += self.issues.lines()
         out.append(f"undecodable messages skipped: {self.issues.total}")
+        out.append(f"action sources: {dict(Counter(self.action_sources.values()))}")
+        if "leader" in self.action_sources.values():
+            out.append(f"leader gripper map: {self.leader_gripper_map.describe()}")
         return out
 
 
@@ -106,6 +120,7 @@ class BagEpisode:
     def __init__(self, bag: Path, options: ExportOptions):
         self.bag, self.options = Path(bag), options
         self.camera_topics = {cam: names.camera_topic(cam) for cam in options.cameras}
+        self.action_source = None  # resolved from the bag's topics when it is read
 
     def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> list:
         """Write this bag's episodes; one outcome per episode: its frame count or the SkipEpisode reason."""
@@ -122,7 +137,7 @@ class BagEpisode:
         for cam, topic in self.camera_topics.items():
             if topic not in topics:
                 raise BagError(f"bag {self.bag} has no topic {topic} for camera {cam}; topics in the bag: {listing}")
-        source = resolve_action_source(topics, opts.action_source, opts.commanded_topic)
+        source = self.action_source = resolve_action_source(topics, opts.action_source, opts.commanded_topic)
         self.arm_topics = list(names.FOLLOWER_JOINT_STATE_TOPICS)
         self.action_topics = [opts.commanded_topic] if source == "commanded" else list(names.LEADER_JOINT_STATE_TOPICS)
         extra = [opts.episode_topic] if opts.episode_topic else []
@@ -168,7 +183,7 @@ class BagEpisode:
             commanded = numeric[opts.commanded_topic]
             action = commanded.values[latest_at_or_before(commanded.times, times)]
         else:
-            action = combine_arms([numeric[t] for t in self.action_topics], times)
+            action = opts.leader_gripper_map.apply(combine_arms([numeric[t] for t in self.action_topics], times))
         writer.begin_episode()
         self._stream_frames(reader, writer, image_times, times)
         writer.end_episode(state, action, opts.instruction)
@@ -216,6 +231,8 @@ class BagEpisode:
 
 class Hdf5Episode:
     """An ALOHA/ACT episode file: /observations/qpos, /observations/images/<cam>, /action at the file's rate."""
+
+    action_source = "hdf5"  # /action as stored: ACT's files hold a 0..1 gripper opening, not leader angles
 
     def __init__(self, path: Path, options: ExportOptions):
         self.path, self.options = Path(path), options
@@ -275,6 +292,13 @@ def episode_sources(paths: Sequence, options: ExportOptions) -> list:
     return sources
 
 
+def write_provenance(root: Path, report: ExportReport) -> None:
+    """How the actions were made, so a dataset can be traced back: per recording its source, and the gripper map."""
+    provenance = {"action_source_by_recording": report.action_sources,
+                  "leader_gripper_map": report.leader_gripper_map.to_dict()}
+    (root / PROVENANCE_PATH).write_text(json.dumps(provenance, indent=4) + "\n")
+
+
 def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) -> ExportReport:
     """Export recordings to a LeRobotDataset v3.0 at ``out`` (must not exist); all or nothing."""
     out = Path(out)
@@ -286,11 +310,12 @@ def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     writer = LeRobotWriter(tmp, options.fps, options.cameras, names.ALOHA_JOINT_NAMES, options.codec, options.robot_type)
-    report = ExportReport()
+    report = ExportReport(leader_gripper_map=options.leader_gripper_map)
     try:
         for source in tqdm(sources, desc="exporting", unit="episode", disable=not progress):
             label = str(getattr(source, "bag", getattr(source, "path", "")))
             outcomes = source.write(writer, report.issues)
+            report.action_sources[label] = source.action_source
             for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, SkipEpisode):
                     report.skipped.append((label if len(outcomes) == 1 else f"{label} episode {index}", str(outcome)))
@@ -301,6 +326,7 @@ def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) 
             reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped)
             raise ExportError(f"no usable episode ({reasons})")
         writer.finalize()
+        write_provenance(tmp, report)
         tmp.rename(out)
     except BaseException:
         writer.abort()

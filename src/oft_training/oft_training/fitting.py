@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,6 +13,7 @@ from oft_policy.normalization import NormalizationStats
 from tqdm import tqdm
 
 from oft_training.bagread import BagDecoder, BagError, DecodeIssues, joint_samples, open_bag, read_float_series
+from oft_training.gripper_map import DEFAULT_GRIPPER_MAP, GripperMap
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
 ACTION_SOURCES = ("auto", "leader", "commanded")
@@ -23,11 +26,26 @@ class FitResult:
     proprio_samples: int
     action_samples: int
     action_source_by_bag: dict
+    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP
 
     @property
     def zero_range_actions(self) -> tuple:
         low, high = self.stats.action_bounds
         return tuple(n for n, lo, hi in zip(self.stats.joint_names, low, high) if hi - lo < self.stats.eps)
+
+    def provenance(self) -> dict:
+        """How the actions were made: per bag its source, and the gripper map applied to leader bags."""
+        return {"action_source_by_bag": dict(self.action_source_by_bag),
+                "leader_gripper_map": self.leader_gripper_map.to_dict()}
+
+    def save(self, path) -> Path:
+        """The stats JSON (NormalizationStats.load reads it) plus a ``provenance`` entry, written atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps({**self.stats.to_dict(), "provenance": self.provenance()}, indent=2) + "\n")
+        tmp.replace(path)
+        return path
 
 
 def resolve_action_source(topics: dict, source: str, commanded_topic: str = COMMANDED_ACTION_TOPIC) -> str:
@@ -39,13 +57,17 @@ def resolve_action_source(topics: dict, source: str, commanded_topic: str = COMM
     return source
 
 
-def bag_actions(decoder: BagDecoder, source: str, commanded_topic: str = COMMANDED_ACTION_TOPIC) -> np.ndarray:
+def bag_actions(
+    decoder: BagDecoder, source: str, commanded_topic: str = COMMANDED_ACTION_TOPIC,
+    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP,
+) -> np.ndarray:
+    """Commanded actions as published; leader joint states with their grippers in follower units."""
     if source == "commanded":
         series = read_float_series(decoder, commanded_topic)
         if len(series) == 0:
             raise BagError(f"bag {decoder.reader.path} has no decodable messages on {commanded_topic}")
         return series.values
-    return joint_samples(decoder, *names.LEADER_JOINT_STATE_TOPICS)
+    return leader_gripper_map.apply(joint_samples(decoder, *names.LEADER_JOINT_STATE_TOPICS))
 
 
 def fit_from_bags(
@@ -55,8 +77,9 @@ def fit_from_bags(
     on_corrupt: str = "fail",
     commanded_topic: str = COMMANDED_ACTION_TOPIC,
     progress: bool = True,
+    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP,
 ) -> FitResult:
-    """Proprio = follower joint positions, actions = leader positions or the commanded action."""
+    """Proprio = follower joint positions, actions = leader positions (grippers mapped) or the commanded action."""
     proprio, actions, issues, sources = [], [], DecodeIssues(), {}
     for bag in tqdm(bags, desc="fitting", unit="bag", disable=not progress):
         reader = open_bag(bag)
@@ -70,11 +93,11 @@ def fit_from_bags(
                 raise BagError(f"bag {bag} has no topic {', '.join(missing)}; topics in the bag: {', '.join(sorted(topics))}")
             decoder = BagDecoder(reader, on_corrupt)
             proprio.append(joint_samples(decoder, *names.FOLLOWER_JOINT_STATE_TOPICS))
-            actions.append(bag_actions(decoder, source, commanded_topic))
+            actions.append(bag_actions(decoder, source, commanded_topic, leader_gripper_map))
             issues.merge(decoder.issues)
             sources[str(bag)] = source
         finally:
             reader.close()
     proprio_all, actions_all = np.concatenate(proprio), np.concatenate(actions)
     stats = NormalizationStats.fit(proprio_all, actions_all, names.ALOHA_JOINT_NAMES, action_scheme=action_scheme)
-    return FitResult(stats, issues, int(proprio_all.shape[0]), int(actions_all.shape[0]), sources)
+    return FitResult(stats, issues, int(proprio_all.shape[0]), int(actions_all.shape[0]), sources, leader_gripper_map)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+
+from oft_training.gripper_map import CUSTOM_FORMAT, DEFAULT_GRIPPER_MAP, PRESETS
 
 
 class UsageError(Exception):
@@ -22,3 +25,17 @@ def run_main(main_impl, argv=None, expected=(Exception,)) -> int:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {reason}", file=sys.stderr)
         return 2
+
+
+def add_leader_gripper_map_argument(parser: argparse.ArgumentParser) -> None:
+    """The one --leader-gripper-map option of fit_normalizer and export (same name, same meaning)."""
+    parser.add_argument(
+        "--leader-gripper-map", default=DEFAULT_GRIPPER_MAP.name, metavar="PRESET|NUMBERS",
+        help=(
+            "for bags whose actions come from the leader arms: map the leader gripper angle to the follower's "
+            "(linear: leader open -> follower open, leader close -> follower close). Presets: "
+            + ", ".join(m.describe() for m in PRESETS.values())
+            + f". Or four numbers {CUSTOM_FORMAT} in radians (write --leader-gripper-map=... when the first is "
+            f"negative). Commanded-action bags are not changed. Default: {DEFAULT_GRIPPER_MAP.name}"
+        ),
+    )
