@@ -126,3 +126,24 @@ def parse_gripper_map(text: str) -> GripperMap:
         raise GripperMapError(f"gripper map {text!r} is neither a preset ({', '.join(PRESETS)}) "
                               f"nor four numbers {CUSTOM_FORMAT}")
     return GripperMap("custom", *values)
+
+
+MAPPED_NUMBERS = ("leader_open", "leader_close", "follower_open", "follower_close")
+
+
+def recorded_map_mismatch(stats_provenance: dict, dataset_provenance: dict):
+    """Why a stats file and a dataset disagree on the leader gripper map, or None.
+
+    Only matters when leader-sourced actions went into either one: a policy whose
+    normalizer and training targets used different gripper units commands the wrong angles."""
+    used_leader = any(
+        "leader" in (record.get(key) or {}).values()
+        for record, key in ((stats_provenance, "action_source_by_bag"), (dataset_provenance, "action_source_by_recording"))
+    )
+    fitted, exported = stats_provenance.get("leader_gripper_map"), dataset_provenance.get("leader_gripper_map")
+    if not used_leader or fitted is None or exported is None:
+        return None
+    if all(math.isclose(fitted[k], exported[k], abs_tol=1e-9) for k in MAPPED_NUMBERS):
+        return None
+    return (f"the normalizer was fitted with leader gripper map {fitted['name']!r} and the dataset exported "
+            f"with {exported['name']!r}; fit and export with the same --leader-gripper-map")

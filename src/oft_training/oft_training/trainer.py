@@ -151,12 +151,27 @@ def split_episodes(table: EpisodeTable, val_episodes: int) -> tuple:
     return episodes[:-val_episodes], episodes[-val_episodes:]
 
 
+def check_gripper_maps(stats_path, dataset_root: Path) -> None:
+    """Refuse a normalizer and a dataset whose leader gripper actions were mapped differently."""
+    from oft_training.exporter import PROVENANCE_PATH
+    from oft_training.gripper_map import recorded_map_mismatch
+
+    provenance = Path(dataset_root) / PROVENANCE_PATH
+    if not provenance.is_file():
+        return
+    fitted = json.loads(Path(stats_path).read_text()).get("provenance", {})
+    reason = recorded_map_mismatch(fitted, json.loads(provenance.read_text()))
+    if reason:
+        raise TrainConfigError(f"{stats_path} and {dataset_root}: {reason}")
+
+
 def load_stats(config: dict, table: EpisodeTable, train_episodes, joint_names) -> NormalizationStats:
     path = config["data"]["stats_path"]
     if path:
         stats = NormalizationStats.load(path)
         if stats.dim != table.action_dim:
             raise TrainConfigError(f"stats {path} have {stats.dim} dims, the dataset {table.action_dim}")
+        check_gripper_maps(path, table.root)
         return stats
     rows = np.concatenate([np.arange(*table.episode_range(e)) for e in train_episodes])
     return NormalizationStats.fit(table.state[rows], table.action[rows], joint_names, config["data"]["action_scheme"])

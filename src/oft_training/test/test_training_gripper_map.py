@@ -184,3 +184,20 @@ def test_cli_refuses_a_bad_map_before_writing(leader_bag, tmp_path, capsys):
     code = fit_cli.main(["--bags", str(bag), "--out", str(tmp_path / "stats.json"), "--leader-gripper-map", "1,0,2,2"])
     assert code == 2 and "follower open and close are both 2.0" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
+
+
+def test_training_refuses_stats_and_dataset_mapped_differently(leader_bag, tmp_path):
+    from oft_training.train_config import TrainConfigError
+    from oft_training.trainer import load_stats
+
+    bag = leader_bag(DEFAULT_GRIPPER_MAP)
+    out = tmp_path / "ds"
+    export([bag], out, ExportOptions("fold", cameras=CAMERAS, fps=50, min_frames=10), progress=False)
+    table = EpisodeTable(out)
+    same, other = tmp_path / "same.json", tmp_path / "other.json"
+    fit_from_bags([bag], progress=False).save(same)
+    fit_from_bags([bag], progress=False, leader_gripper_map=PRESETS["act"]).save(other)
+    names_ = names.ALOHA_JOINT_NAMES
+    assert load_stats({"data": {"stats_path": str(same)}}, table, [0], names_).dim == 14
+    with pytest.raises(TrainConfigError, match="leader gripper map 'act'.*'interbotix'"):
+        load_stats({"data": {"stats_path": str(other)}}, table, [0], names_)
