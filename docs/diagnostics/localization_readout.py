@@ -38,11 +38,12 @@ def reset_views(seeds, render_size=(96, 128)):
     return images, np.array(positions, dtype=np.float32)
 
 
-def build_readout(kind: str, layers: int, seed: int):
+def build_readout(kind: str, layers: int, width: int, seed: int):
     """(module to train, predict): predict maps [B, 1, 6, S, S] pixel values to [B, 2] normalized positions."""
     config = OFTConfig(backbone="tiny", chunk_size=1, action_dim=2, joint_names=("x", "y"), camera_names=("cam_high",),
                        use_proprio=False, use_film=False, image_size=IMAGE_SIZE, finetune="full", freeze_vision=False,
-                       tiny_llm_layers=layers, head_hidden_dim=64)
+                       tiny_llm_layers=layers, tiny_llm_hidden=width, tiny_llm_heads=max(2, width // 64),
+                       head_hidden_dim=64)
     model = build_model(config, seed=seed)
     ids, mask = tokenize_prompts(build_tokenizer(config), ["transfer the cube"], config.prompt_template)
     patches = model.vision_backbone.num_patches
@@ -59,12 +60,12 @@ def build_readout(kind: str, layers: int, seed: int):
     if kind == "pool":
         pooled = lambda pv: llm_patch_states(pv).mean(1, keepdim=True).expand(-1, config.num_action_tokens, -1)
         return model, lambda pv: model.action_head(pooled(pv))[:, 0]
-    features, width = {
+    features, feature_width = {
         "tower": (lambda pv: model.vision_backbone(pv[:, 0]), model.vision_backbone.embed_dim),
         "projector": (lambda pv: model.projector(model.vision_backbone(pv[:, 0])), config.tiny_llm_hidden),
         "llm_patches": (llm_patch_states, config.tiny_llm_hidden),
     }[kind]
-    head = nn.Sequential(nn.Linear(width, 16), nn.GELU(), nn.Flatten(), nn.Linear(16 * patches, 2))
+    head = nn.Sequential(nn.Linear(feature_width, 16), nn.GELU(), nn.Flatten(), nn.Linear(16 * patches, 2))
     return nn.ModuleList([model, head]), lambda pv: head(features(pv))
 
 
@@ -73,6 +74,7 @@ def main():
     parser.add_argument("--readout", choices=("tower", "projector", "llm_patches", "pool", "oft"), default="tower")
     parser.add_argument("--crop-scale", type=float, default=1.0, help="training random crop area (0.9 = the reference recipe)")
     parser.add_argument("--llm-layers", type=int, default=2)
+    parser.add_argument("--llm-width", type=int, default=64, help="tiny LLM hidden size (heads: width / 64, at least 2)")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1, help="initialization seed (seed 0 happens to leave even the tower readout stuck)")
@@ -83,7 +85,7 @@ def main():
     test_images, test_xy = reset_views(range(1000, 1040))
     mean, std = train_xy.mean(0), train_xy.std(0)
     targets = torch.from_numpy((train_xy - mean) / std)
-    module, predict = build_readout(args.readout, args.llm_layers, args.seed)
+    module, predict = build_readout(args.readout, args.llm_layers, args.llm_width, args.seed)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr)
     generator = torch.Generator().manual_seed(0)
 
