@@ -15,6 +15,7 @@ from oft_policy import names
 from rosbags.rosbag2 import Writer
 
 from oft_training import msgtypes
+from oft_training.gripper_map import IDENTITY_GRIPPER_MAP
 from oft_training.recording import BAG_VERSION, COMMANDED_ACTION_TOPIC, STORAGES
 
 T0_NS = 1_700_000_000 * 1_000_000_000
@@ -27,6 +28,10 @@ def follower_positions(t: float) -> np.ndarray:
 
 def leader_positions(t: float) -> np.ndarray:
     return follower_positions(t + 0.1) + 0.01
+
+
+# The synthetic leaders mirror the followers, grippers included: export and fit their bags as recorded.
+LEADER_GRIPPER_MAP = IDENTITY_GRIPPER_MAP
 
 
 def image_level(k: int) -> int:

@@ -4,7 +4,6 @@ import pytest
 
 from oft_training import synthetic
 from oft_training.exporter import ExportOptions, export
-from oft_training.gripper_map import IDENTITY_GRIPPER_MAP
 
 CAMERAS = ("cam_high",)
 
@@ -15,7 +14,7 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_dataset")
     bags = [synthetic.write_bag(root / f"bag_{i}", seconds=1.0 + 0.1 * i, cameras=CAMERAS) for i in range(4)]
     out = root / "dataset"
-    # Synthetic leaders mirror the followers (no real leader gripper): actions exported as recorded.
-    options = ExportOptions("fold the towel", cameras=CAMERAS, min_frames=10, leader_gripper_map=IDENTITY_GRIPPER_MAP)
+    options = ExportOptions("fold the towel", cameras=CAMERAS, min_frames=10,
+                            leader_gripper_map=synthetic.LEADER_GRIPPER_MAP)
     export(bags, out, options, progress=False)
     return out

@@ -15,7 +15,6 @@ from oft_training.cli import fit_normalizer as fit_cli
 from oft_training.dataset import ChunkDataset, EpisodeTable
 from oft_training.exporter import ExportOptions, export, frame_times
 from oft_training.fitting import fit_from_bags
-from oft_training.gripper_map import IDENTITY_GRIPPER_MAP
 
 CAMERAS = ("cam_high",)
 
@@ -117,8 +116,7 @@ def test_record_fit_export_read_back(tmp_path, storage):
 def test_alignment_rule_on_known_bag(tmp_path):
     bag = synthetic.write_bag(tmp_path / "bag", seconds=1.0, joint_hz=100, camera_hz=30, cameras=CAMERAS)
     out = tmp_path / "ds"
-    # The synthetic leaders mirror the followers (no real leader gripper): actions as recorded.
-    options = ExportOptions("fold", cameras=CAMERAS, fps=50, min_frames=10, leader_gripper_map=IDENTITY_GRIPPER_MAP)
+    options = ExportOptions("fold", cameras=CAMERAS, fps=50, min_frames=10, leader_gripper_map=synthetic.LEADER_GRIPPER_MAP)
     report = export([bag], out, options, progress=False)
     table = EpisodeTable(out)
     # Start when every stream has a message (the camera, 3 ns after t0); end at the earliest last message.

@@ -22,7 +22,7 @@ from oft_training.bagread import open_bag
 from oft_training.cli.common import run_main
 from oft_training.exporter import ExportOptions, export
 from oft_training.lerobot_format import DEFAULT_CODEC
-from oft_training.synthetic import write_bag
+from oft_training.synthetic import LEADER_GRIPPER_MAP, write_bag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +76,8 @@ def main_impl(argv=None) -> int:
         raw_s = best_time(lambda: read_raw(bag), args.repeats)
         decoded_s = best_time(lambda: read_deserialized(bag), args.repeats)
         runs = iter(range(args.repeats))
-        options = ExportOptions("benchmark", cameras=args.cameras, fps=args.fps, min_frames=1, codec=args.codec)
+        options = ExportOptions("benchmark", cameras=args.cameras, fps=args.fps, min_frames=1, codec=args.codec,
+                                leader_gripper_map=LEADER_GRIPPER_MAP)
         frames = {}
 
         def one_export():
