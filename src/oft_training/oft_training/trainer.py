@@ -37,6 +37,7 @@ from tqdm import tqdm
 from oft_training.dataset import ChunkDataset, EpisodeTable
 from oft_training.lerobot_format import image_key
 from oft_training.train_config import ACTION_HEADS, TrainConfigError, dump
+from oft_training.vision_warmup import check_grasps, run_vision_warmup
 
 LOG = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
@@ -190,13 +191,20 @@ class Batcher:
         self.config, self.tokenizer, self.device = oft_config, tokenizer, device
         self.proprio_noise_std = float(proprio_noise_std)
 
-    def __call__(self, samples, train: bool, generator: Optional[torch.Generator] = None) -> dict:
+    def pixels(self, images, train: bool, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """[B, cameras, 6, S, S] from one list of camera frames per sample."""
         cfg = self.config
-        pixels = torch.stack([
-            preprocess_images(s["images"], cfg.image_size, cfg.center_crop_scale, train=train, generator=generator)
-            for s in samples
+        return torch.stack([
+            preprocess_images(frames, cfg.image_size, cfg.center_crop_scale, train=train, generator=generator)
+            for frames in images
         ])
-        input_ids, attention_mask = tokenize_prompts(self.tokenizer, [s["instruction"] for s in samples], cfg.prompt_template)
+
+    def prompts(self, instructions) -> tuple:
+        return tokenize_prompts(self.tokenizer, list(instructions), self.config.prompt_template)
+
+    def __call__(self, samples, train: bool, generator: Optional[torch.Generator] = None) -> dict:
+        pixels = self.pixels([s["images"] for s in samples], train, generator)
+        input_ids, attention_mask = self.prompts(s["instruction"] for s in samples)
         proprio = torch.stack([s["proprio"] for s in samples])
         if train and self.proprio_noise_std > 0:
             # Blurs the arm pose so the policy cannot read the task's progress (and where the arm
@@ -320,6 +328,8 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> TrainRes
     cache = int(config["data"]["cache_bytes"])
     train_set = ChunkDataset(table.root, oft_config.chunk_size, stats, train_eps, oft_config.camera_names, cache, table)
     val_set = ChunkDataset(table.root, oft_config.chunk_size, stats, val_eps, oft_config.camera_names, cache, table)
+    if config["training"]["vision_warmup_steps"]:
+        check_grasps(train_set)
 
     dist = setup_distributed(config, device)
     try:
@@ -350,6 +360,9 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
         for stale in (output_dir / CHECKPOINTS_DIR).glob(".step_*"):  # staging left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
     dist.barrier()
+    log = MetricsLog(output_dir, config, dist.is_main)
+    if tcfg["vision_warmup_steps"] and start_step == 0:  # a resumed run's weights hold the warm-up already
+        run_vision_warmup(model, batcher, train_set, val_set, config, dist, log, progress)
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -359,7 +372,6 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
     use_bf16 = device.type == "cuda" and tcfg["bf16"]
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
     order = SampleOrder(len(train_set), seed)
-    log = MetricsLog(output_dir, config, dist.is_main)
     lcfg = config["loss"]
     first_val = last_val = None
     samples, started = 0, time.perf_counter()

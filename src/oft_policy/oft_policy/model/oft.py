@@ -142,17 +142,17 @@ class OFTModel(nn.Module):
         return {name: p.detach() for name, p in self.named_parameters() if self._is_trainable(name)}
 
     # ---- sequence building -------------------------------------------------
-    def _prefix(self, pixel_values, input_ids, attention_mask, proprio):
-        """Embeddings [B, T, H] and key-validity mask [B, T] (bool) of BOS, patches, proprio, prompt."""
+    def patch_tokens(self, pixel_values, input_ids, attention_mask):
+        """Projected patch tokens [B, cameras * num_patches, H] of every camera, in camera order
+        (FiLM-conditioned on the mean prompt embedding when the model uses FiLM)."""
         config = self.config
         batch, cameras = pixel_values.shape[:2]
         if cameras != config.num_cameras:
             raise ValueError(f"pixel_values hold {cameras} cameras, the config names {config.num_cameras}")
-        attention_mask = attention_mask.bool()
         text = self.language_model.model.embed_tokens(input_ids)
         language = None
         if config.use_film:
-            weights = attention_mask.unsqueeze(-1).to(text.dtype)
+            weights = attention_mask.bool().unsqueeze(-1).to(text.dtype)
             language = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             language = language.repeat_interleave(cameras, dim=0)
         vision_dtype = self.vision_backbone.featurizer.pos_embed.dtype
@@ -160,7 +160,15 @@ class OFTModel(nn.Module):
             pixel_values.flatten(0, 1).to(vision_dtype), None if language is None else language.to(vision_dtype)
         )
         patches = self.projector(features.to(self.projector.fc1.weight.dtype)).to(text.dtype)
-        parts = [text[:, :1], patches.reshape(batch, -1, patches.shape[-1])]
+        return patches.reshape(batch, -1, patches.shape[-1])
+
+    def _prefix(self, pixel_values, input_ids, attention_mask, proprio):
+        """Embeddings [B, T, H] and key-validity mask [B, T] (bool) of BOS, patches, proprio, prompt."""
+        config = self.config
+        batch = pixel_values.shape[0]
+        attention_mask = attention_mask.bool()
+        text = self.language_model.model.embed_tokens(input_ids)
+        parts = [text[:, :1], self.patch_tokens(pixel_values, input_ids, attention_mask)]
         if config.use_proprio:
             if proprio is None:
                 raise ValueError("this model uses proprio; pass the normalized proprio [B, action_dim]")
