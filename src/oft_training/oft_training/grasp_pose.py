@@ -1,14 +1,19 @@
-"""Vision warm-up: make the object to grasp stand out in the patch tokens before the policy trains.
+"""Grasp-pose supervision: make the policy look at the object it must grasp.
 
 Why: a backbone trained from scratch on a few dozen demos keeps an object's position at every
 stage (tower, projector, LLM states), yet the policy's action slots never learn to gather it:
-the L1 loss settles on the average trajectory first (docs/benchmarks.md, "Where localization is
-lost"). Once the patch tokens carry the position plainly, the slots do gather it.
+the L1 loss settles on the average trajectory first, and the proprio then tells the policy where
+along that trajectory it is (docs/benchmarks.md, "Where localization is lost").
 
-The warm-up trains the vision tower and projector, through a per-position linear readout of the
-patch tokens, to predict each demo's grasp pose: the action at the demo's first gripper closure,
-from the frames before that closure. Every demo of a pick task has that label; no privileged
-simulator state is used. The readout is then dropped: checkpoints keep the policy's architecture.
+The label is each demo's grasp pose: the action at the demo's first gripper closure, for every
+frame before that closure. Every demo of a pick task has it; no privileged simulator state is used.
+Two uses, each a training option:
+- a warm-up stage (``training.vision_warmup_steps``) trains the vision tower and projector,
+  through a per-position linear readout of the patch tokens, to predict it, so that the object
+  stands out in the tokens before the policy trains;
+- an auxiliary loss (``training.grasp_pose_loss_weight``) predicts it from the action slots'
+  final states during the policy's training, so that the slots' attention gathers the object.
+Both readouts are dropped: checkpoints keep the policy's architecture.
 """
 
 from __future__ import annotations
@@ -54,39 +59,45 @@ class GraspFrames:
     without_grasp: list  # episodes whose grippers never close
 
 
-def grasp_frames(dataset: ChunkDataset, episodes: Sequence[int]) -> GraspFrames:
+def episode_grasps(dataset: ChunkDataset, episodes: Sequence[int]) -> dict:
+    """{episode: (grasp keyframe, normalized action at it)} for each of ``episodes`` whose grippers close."""
     table, stats = dataset.table, dataset.stats
     columns = gripper_columns(table.joint_names)
     if not columns:
-        raise TrainConfigError(f"vision warm-up needs gripper joints; {table.root} names none: {table.joint_names}")
+        raise TrainConfigError(f"grasp-pose supervision needs gripper joints; {table.root} names none: {table.joint_names}")
     low, high = (bound[columns] for bound in stats.action_bounds)
     thresholds = 0.5 * (low + high)
-    normalized = stats.normalize_action(table.action)
-    frames, labels, without = [], [], []
+    grasps = {}
     for episode in episodes:
         start, end = table.episode_range(episode)
         key = grasp_keyframe(table.action[start:end], columns, thresholds)
-        if key is None:
-            without.append(int(episode))
-            continue
-        frames.extend((int(episode), k) for k in range(key))
-        labels.extend([normalized[start + key]] * key)
+        if key is not None:
+            grasps[int(episode)] = (key, stats.normalize_action(table.action[start + key]).astype(np.float32))
+    return grasps
+
+
+def grasp_frames(dataset: ChunkDataset, episodes: Sequence[int]) -> GraspFrames:
+    grasps = episode_grasps(dataset, episodes)
+    frames = [(episode, k) for episode, (key, _) in grasps.items() for k in range(key)]
+    labels = [label for key, label in grasps.values() for _ in range(key)]
+    without = [int(e) for e in episodes if int(e) not in grasps]
     frames = np.array(frames, dtype=np.int64).reshape(-1, 2)
-    return GraspFrames(frames, np.array(labels, dtype=np.float32).reshape(len(frames), table.action_dim), without)
+    return GraspFrames(frames, np.array(labels, dtype=np.float32).reshape(len(frames), dataset.table.action_dim), without)
 
 
 def check_grasps(train_set: ChunkDataset) -> GraspFrames:
     """The training episodes' grasp frames; refuses a dataset with no grasp at all."""
     frames = grasp_frames(train_set, train_set.episode_ids)
     if not len(frames.frames):
-        raise TrainConfigError(f"vision warm-up: no training episode of {train_set.table.root} closes a gripper "
-                               "after opening it, so there is no grasp pose to learn; set training.vision_warmup_steps=0")
+        raise TrainConfigError(f"grasp-pose supervision: no training episode of {train_set.table.root} closes a gripper "
+                               "after opening it, so there is no grasp pose to learn; set training.vision_warmup_steps=0 "
+                               "and training.grasp_pose_loss_weight=0")
     if frames.without_grasp:
-        LOG.warning("vision warm-up leaves out episodes that never close a gripper: %s", frames.without_grasp)
+        LOG.warning("grasp-pose supervision leaves out episodes that never close a gripper: %s", frames.without_grasp)
     return frames
 
 
-class PatchReadout(nn.Module):
+class TokenReadout(nn.Module):
     """Per-position linear readout: each token's own features -> a few numbers, concatenated, -> label.
     No pooling and no attention, so a position can only be read where the tokens carry it."""
 
@@ -99,8 +110,19 @@ class PatchReadout(nn.Module):
         return self.out(nn.functional.gelu(self.per_token(tokens.float())).flatten(1))
 
 
+class Standardizer:
+    """Label dims to zero mean and unit spread over the training frames (spread floored at LABEL_STD_FLOOR)."""
+
+    def __init__(self, labels: np.ndarray, device: torch.device):
+        self.center, self.scale = labels.mean(0), np.maximum(labels.std(0), LABEL_STD_FLOOR)
+        self.device = device
+
+    def __call__(self, labels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((labels - self.center) / self.scale).float().to(self.device)
+
+
 class WarmupNet(nn.Module):
-    def __init__(self, policy, readout: PatchReadout):
+    def __init__(self, policy, readout: TokenReadout):
         super().__init__()
         self.policy, self.readout = policy, readout
 
@@ -129,11 +151,9 @@ def run_vision_warmup(model, batcher, train_set: ChunkDataset, val_set: ChunkDat
     tcfg, ocfg = config["training"], config["optimizer"]
     steps, batch_size, seed = int(tcfg["vision_warmup_steps"]), int(tcfg["batch_size"]), int(tcfg["seed"])
     train_frames = check_grasps(train_set)
-    center = train_frames.labels.mean(0)
-    scale = np.maximum(train_frames.labels.std(0), LABEL_STD_FLOOR)
-    standardize = lambda labels: torch.from_numpy((labels - center) / scale).float().to(batcher.device)  # noqa: E731
+    standardize = Standardizer(train_frames.labels, batcher.device)
     tokens = model.config.num_cameras * model.vision_backbone.num_patches
-    readout = PatchReadout(model.projector.fc3.out_features, tokens, center.shape[0]).to(batcher.device)
+    readout = TokenReadout(model.projector.fc3.out_features, tokens, train_frames.labels.shape[1]).to(batcher.device)
     net = WarmupNet(model, readout)
     if dist.world > 1:  # the LLM's layers take no part: unused parameters are expected
         net = torch.nn.parallel.DistributedDataParallel(
@@ -185,3 +205,44 @@ def _held_out_l1(readout, model, batcher, val_set: ChunkDataset, standardize) ->
         ])
     model.train(was_training)
     return float((guesses - targets).abs().mean()), float(targets.abs().mean())
+
+
+class SlotGraspNet(nn.Module):
+    """The policy and a readout of its action slots' final states; forward -> (chunk, grasp-pose guess)."""
+
+    def __init__(self, policy, readout: TokenReadout):
+        super().__init__()
+        self.policy, self.readout = policy, readout
+
+    def forward(self, pixel_values, input_ids, attention_mask, proprio=None):
+        chunk, slot_states = self.policy.parallel_forward(pixel_values, input_ids, attention_mask, proprio)
+        return chunk, self.readout(slot_states)
+
+
+class SlotGraspLoss:
+    """The auxiliary loss: L1 between the slots' grasp-pose guess and the episode's grasp pose
+    (standardized), over the samples of a batch that precede their episode's grasp."""
+
+    def __init__(self, model, train_set: ChunkDataset, device: torch.device):
+        if model.config.decoding != "parallel":
+            raise TrainConfigError("training.grasp_pose_loss_weight needs parallel decoding (model.action_head=l1_regression)")
+        self.grasps = episode_grasps(train_set, train_set.episode_ids)
+        self.standardize = Standardizer(check_grasps(train_set).labels, device)
+        hidden = model.language_model.config.hidden_size
+        readout = TokenReadout(hidden, model.config.num_action_tokens, model.config.action_dim).to(device)
+        self.net = SlotGraspNet(model, readout)
+
+    @property
+    def readout(self) -> TokenReadout:
+        return self.net.readout
+
+    def __call__(self, guesses: torch.Tensor, samples: Sequence[dict]) -> torch.Tensor:
+        rows, labels = [], []
+        for i, sample in enumerate(samples):
+            key, label = self.grasps.get(int(sample["episode_index"]), (0, None))
+            if sample["frame_index"] < key:
+                rows.append(i)
+                labels.append(label)
+        if not rows:  # keeps the readout in the graph, so DDP's reduction sees every parameter
+            return guesses.sum() * 0.0
+        return (guesses[rows] - self.standardize(np.stack(labels))).abs().mean()

@@ -1,6 +1,7 @@
-"""The vision warm-up stage: grasp keyframes, what it trains, and what it refuses."""
+"""Grasp-pose supervision: grasp keyframes, the vision warm-up and the slot loss, what they train and refuse."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import oft_training
 from oft_training.dataset import ChunkDataset, EpisodeTable
 from oft_training.train_config import TrainConfigError, load_config
 from oft_training.trainer import Batcher, Distributed, MetricsLog, build_oft_config, load_stats, split_episodes, train
-from oft_training.vision_warmup import check_grasps, grasp_frames, grasp_keyframe, run_vision_warmup
+from oft_training.grasp_pose import check_grasps, grasp_frames, grasp_keyframe, run_vision_warmup
 
 TINY_CONFIG = Path(oft_training.__file__).resolve().parent / "configs" / "tiny_cpu.yaml"
 
@@ -84,15 +85,72 @@ def test_bad_input_no_grasp_or_negative_steps(tiny_dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_warmup_under_ddp_two_processes(tiny_dataset, tmp_path, ros_env):
-    """Two gloo workers: the warm-up's readout leaves the LLM unused, which DDP must be told."""
+def test_warmup_and_slot_loss_under_ddp_two_processes(tiny_dataset, tmp_path, ros_env):
+    """Two gloo workers: the warm-up's readout leaves the LLM unused, which DDP must be told; the
+    slot loss's readout trains beside the policy in one DDP module."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "oft_training.cli.train", "--config", str(TINY_CONFIG), "--nproc-per-node", "2",
                f"data.dataset={tiny_dataset}", f"training.output_dir={out}", "training.vision_warmup_steps=4",
-               "training.max_steps=2", "training.log_every=2", "training.batch_size=2", "model.freeze_vision_backbone=false"]
+               "training.max_steps=2", "training.log_every=2", "training.batch_size=2", "model.freeze_vision_backbone=false",
+               "training.grasp_pose_loss_weight=1.0"]
     done = subprocess.run(command, env=dict(ros_env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if "warmup/loss" in line] == [2, 4]
     assert any(np.isfinite(line.get("warmup/val_l1", np.nan)) for line in lines)
+    assert np.isfinite([line["train/grasp_pose_loss"] for line in lines if "train/loss" in line]).all()
     assert (out / "checkpoints" / "step_0000002" / "policy").is_dir()
+
+
+def test_slot_loss_trains_the_slot_path_and_resumes_with_its_readout(tiny_dataset, tmp_path):
+    """The auxiliary grasp-pose loss reaches the policy through its action slots (the LLM changes
+    beyond what the action loss alone does), is logged, and a resumed run restores its readout."""
+    common = ["training.max_steps=4", "training.log_every=1", "training.checkpoint_every=2", "training.validate_every=1000"]
+    runs = {}
+    for name, weight in (("plain", 0.0), ("slots", 1.0)):
+        config, _, _ = _setup(tiny_dataset, tmp_path / name, f"training.grasp_pose_loss_weight={weight}", *common)
+        train(config, progress=False)
+        runs[name] = tmp_path / name / "run"
+    lines = [json.loads(line) for line in (runs["slots"] / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(line["train/grasp_pose_loss"]) for line in lines if "train/loss" in line)
+    weights = {name: torch.load(run / "checkpoints" / "step_0000004" / "training_state.pt", weights_only=False)
+               for name, run in runs.items()}
+    assert "grasp_readout" in weights["slots"] and "grasp_readout" not in weights["plain"]
+    llm = [k for k in weights["plain"]["model"] if k.startswith("language_model.")]
+    assert any(not torch.equal(weights["plain"]["model"][k], weights["slots"]["model"][k]) for k in llm)
+
+    # Resume from step 2: the readout comes back from the training state, the run ends at step 4 again.
+    shutil.rmtree(runs["slots"] / "checkpoints" / "step_0000004")
+    config, _, _ = _setup(tiny_dataset, tmp_path / "slots", "training.grasp_pose_loss_weight=1.0", *common)
+    assert train(config, resume=True, progress=False).final_checkpoint.name == "step_0000004"
+    # A run trained without the loss cannot be resumed with it: its optimizer never held the readout.
+    config, _, _ = _setup(tiny_dataset, tmp_path / "plain", "training.grasp_pose_loss_weight=1.0", *common)
+    with pytest.raises(TrainConfigError, match="trained without training.grasp_pose_loss_weight"):
+        train(config, resume=True, progress=False)
+
+
+def test_slot_loss_counts_only_frames_before_the_grasp(tiny_dataset, tmp_path):
+    from oft_policy.model import build_model
+
+    from oft_training.grasp_pose import SlotGraspLoss
+
+    _, oft_config, (train_set, _) = _setup(tiny_dataset, tmp_path)
+    loss = SlotGraspLoss(build_model(oft_config, seed=0), train_set, torch.device("cpu"))
+    episode = train_set.episode_ids[0]
+    key, label = loss.grasps[episode]
+    target = loss.standardize(label[None])
+    before, after = {"episode_index": episode, "frame_index": key - 1}, {"episode_index": episode, "frame_index": key}
+    assert float(loss(target.clone(), [before])) == 0.0
+    assert float(loss(target + 1.0, [before])) == pytest.approx(1.0)
+    assert float(loss(target + 1.0, [after])) == 0.0  # after the grasp there is nothing to predict
+    assert float(loss(torch.cat([target + 1.0, target + 3.0]), [before, after])) == pytest.approx(1.0)
+
+
+def test_bad_input_slot_loss_weight_and_decoding(tiny_dataset, tmp_path):
+    for bad in (-0.5, "x", True):
+        with pytest.raises(TrainConfigError, match="grasp_pose_loss_weight must be a number >= 0"):
+            _setup(tiny_dataset, tmp_path, f"training.grasp_pose_loss_weight={bad}")
+    config, _, _ = _setup(tiny_dataset, tmp_path, "training.grasp_pose_loss_weight=1", "model.action_head=last_token_mlp")
+    with pytest.raises(TrainConfigError, match="needs parallel decoding"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
