@@ -48,3 +48,32 @@ def test_overrides_parse_and_fail_clearly():
     for bad in ("-0.1", ".nan", "true", "loud"):
         with pytest.raises(TrainConfigError, match="proprio_noise_std must be a number >= 0"):
             load_config(None, ["data.dataset=x", f"training.proprio_noise_std={bad}"])
+
+
+
+def test_record_stops_cleanly_when_a_signal_lands_inside_spin_once(monkeypatch):
+    """Ctrl-C / SIGTERM may shut the context down after the loop's rclpy.ok() check and before
+    spin_once builds its wait set; rclpy then raises RCLError. That is a stop, not a failure."""
+    import rclpy
+
+    from oft_training.cli import record
+    from oft_training.recording import BagRecorder
+
+    real_spin_once = rclpy.spin_once
+    calls = []
+
+    def signal_inside_spin_once(node, timeout_sec=None):
+        calls.append(timeout_sec)
+        rclpy.try_shutdown()  # what rclpy's signal handler does
+        real_spin_once(node, timeout_sec=timeout_sec)
+
+    rclpy.init()
+    try:
+        node = rclpy.create_node("record_signal_race")
+        monkeypatch.setattr(rclpy, "spin_once", signal_inside_spin_once)
+        recorder = BagRecorder(node, {"/record_signal_race": "std_msgs/msg/String"})
+        record.spin_until_done(node, recorder, duration=5.0, label="test")  # returns, no RCLError
+        assert len(calls) == 1
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

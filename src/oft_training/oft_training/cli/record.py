@@ -59,6 +59,12 @@ def spin_until_done(node, recorder: BagRecorder, duration: float, label: str) ->
                 seen = total
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:
+            # The signal shut the context down between rclpy.ok() and spin_once building its
+            # executor or wait set (RCLError, or a TypeError on the released context handle): the
+            # same stop. An error while the context is still up is a real one.
+            if rclpy.ok():
+                raise
 
 
 def main_impl(argv=None) -> int:
