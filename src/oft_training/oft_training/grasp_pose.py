@@ -57,6 +57,7 @@ class GraspFrames:
     frames: np.ndarray  # [N, 2] int: episode, frame within the episode
     labels: np.ndarray  # [N, action_dim] float32
     without_grasp: list  # episodes whose grippers never close
+    by_episode: dict  # episode -> (grasp keyframe, normalized action at it)
 
 
 def episode_grasps(dataset: ChunkDataset, episodes: Sequence[int]) -> dict:
@@ -82,7 +83,8 @@ def grasp_frames(dataset: ChunkDataset, episodes: Sequence[int]) -> GraspFrames:
     labels = [label for key, label in grasps.values() for _ in range(key)]
     without = [int(e) for e in episodes if int(e) not in grasps]
     frames = np.array(frames, dtype=np.int64).reshape(-1, 2)
-    return GraspFrames(frames, np.array(labels, dtype=np.float32).reshape(len(frames), dataset.table.action_dim), without)
+    labels = np.array(labels, dtype=np.float32).reshape(len(frames), dataset.table.action_dim)
+    return GraspFrames(frames, labels, without, grasps)
 
 
 def check_grasps(train_set: ChunkDataset) -> GraspFrames:
@@ -145,12 +147,12 @@ def _inputs(batcher, dataset: ChunkDataset, frames: np.ndarray, train: bool, gen
     return to(batcher.pixels(images, train, generator)), to(input_ids), to(attention_mask)
 
 
-def run_vision_warmup(model, batcher, train_set: ChunkDataset, val_set: ChunkDataset, config: dict, dist,
-                      log, progress: bool = True) -> WarmupResult:
-    """Train tower and projector (whatever of them is trainable) through a fresh readout; drop it."""
+def run_vision_warmup(model, batcher, train_set: ChunkDataset, val_set: ChunkDataset, train_frames: GraspFrames,
+                      config: dict, dist, log, progress: bool = True) -> WarmupResult:
+    """Train tower and projector (whatever of them is trainable) through a fresh readout; drop it.
+    ``train_frames``: :func:`check_grasps` of ``train_set``."""
     tcfg, ocfg = config["training"], config["optimizer"]
     steps, batch_size, seed = int(tcfg["vision_warmup_steps"]), int(tcfg["batch_size"]), int(tcfg["seed"])
-    train_frames = check_grasps(train_set)
     standardize = Standardizer(train_frames.labels, batcher.device)
     tokens = model.config.num_cameras * model.vision_backbone.num_patches
     readout = TokenReadout(model.projector.fc3.out_features, tokens, train_frames.labels.shape[1]).to(batcher.device)
@@ -223,11 +225,12 @@ class SlotGraspLoss:
     """The auxiliary loss: L1 between the slots' grasp-pose guess and the episode's grasp pose
     (standardized), over the samples of a batch that precede their episode's grasp."""
 
-    def __init__(self, model, train_set: ChunkDataset, device: torch.device):
+    def __init__(self, model, train_frames: GraspFrames, device: torch.device):
+        """``train_frames``: :func:`check_grasps` of the training set."""
         if model.config.decoding != "parallel":
             raise TrainConfigError("training.grasp_pose_loss_weight needs parallel decoding (model.action_head=l1_regression)")
-        self.grasps = episode_grasps(train_set, train_set.episode_ids)
-        self.standardize = Standardizer(check_grasps(train_set).labels, device)
+        self.grasps = train_frames.by_episode
+        self.standardize = Standardizer(train_frames.labels, device)
         hidden = model.language_model.config.hidden_size
         readout = TokenReadout(hidden, model.config.num_action_tokens, model.config.action_dim).to(device)
         self.net = SlotGraspNet(model, readout)

@@ -330,18 +330,19 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> TrainRes
     cache = int(config["data"]["cache_bytes"])
     train_set = ChunkDataset(table.root, oft_config.chunk_size, stats, train_eps, oft_config.camera_names, cache, table)
     val_set = ChunkDataset(table.root, oft_config.chunk_size, stats, val_eps, oft_config.camera_names, cache, table)
-    if config["training"]["vision_warmup_steps"] or config["training"]["grasp_pose_loss_weight"]:
-        check_grasps(train_set)
+    supervise_grasps = tcfg["vision_warmup_steps"] or tcfg["grasp_pose_loss_weight"]
+    grasps = check_grasps(train_set) if supervise_grasps else None
 
     dist = setup_distributed(config, device)
     try:
-        return _train_loop(config, dist, device, oft_config, stats, train_set, val_set, output_dir, checkpoint, progress)
+        return _train_loop(config, dist, device, oft_config, stats, train_set, val_set, grasps, output_dir, checkpoint,
+                           progress)
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
 
 
-def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, output_dir, checkpoint, progress):
+def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, grasps, output_dir, checkpoint, progress):
     tcfg, ocfg, dcfg = config["training"], config["optimizer"], config["ddp"]
     seed, batch_size, accum, max_steps = tcfg["seed"], tcfg["batch_size"], tcfg["grad_accumulation"], tcfg["max_steps"]
     # Weights in the backbone's training dtype: fp32 on CPU, bf16 on GPU (as openvla-oft trains).
@@ -349,7 +350,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
     tokenizer = build_tokenizer(oft_config)
     batcher = Batcher(oft_config, tokenizer, device, tcfg["proprio_noise_std"])
     grasp_weight = float(tcfg["grasp_pose_loss_weight"])
-    grasp_loss = SlotGraspLoss(model, train_set, device) if grasp_weight else None
+    grasp_loss = SlotGraspLoss(model, grasps, device) if grasp_weight else None
     trained = model if grasp_loss is None else grasp_loss.net  # the policy, or the policy and its slot readout
     params = [p for p in trained.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
@@ -371,7 +372,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
     dist.barrier()
     log = MetricsLog(output_dir, config, dist.is_main)
     if tcfg["vision_warmup_steps"] and start_step == 0:  # a resumed run's weights hold the warm-up already
-        run_vision_warmup(model, batcher, train_set, val_set, config, dist, log, progress)
+        run_vision_warmup(model, batcher, train_set, val_set, grasps, config, dist, log, progress)
     net = trained
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(

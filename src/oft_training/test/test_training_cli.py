@@ -50,7 +50,6 @@ def test_overrides_parse_and_fail_clearly():
             load_config(None, ["data.dataset=x", f"training.proprio_noise_std={bad}"])
 
 
-
 def test_record_stops_cleanly_when_a_signal_lands_inside_spin_once(monkeypatch):
     """Ctrl-C / SIGTERM may shut the context down after the loop's rclpy.ok() check and before
     spin_once builds its wait set; rclpy then raises RCLError. That is a stop, not a failure."""

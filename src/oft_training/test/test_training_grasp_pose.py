@@ -12,9 +12,9 @@ import torch
 
 import oft_training
 from oft_training.dataset import ChunkDataset, EpisodeTable
+from oft_training.grasp_pose import check_grasps, grasp_frames, grasp_keyframe, run_vision_warmup
 from oft_training.train_config import TrainConfigError, load_config
 from oft_training.trainer import Batcher, Distributed, MetricsLog, build_oft_config, load_stats, split_episodes, train
-from oft_training.grasp_pose import check_grasps, grasp_frames, grasp_keyframe, run_vision_warmup
 
 TINY_CONFIG = Path(oft_training.__file__).resolve().parent / "configs" / "tiny_cpu.yaml"
 
@@ -54,7 +54,7 @@ def test_warmup_trains_tower_and_projector_and_leaves_the_llm(tiny_dataset, tmp_
     model = build_model(oft_config, seed=0)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     batcher = Batcher(oft_config, build_tokenizer(oft_config), torch.device("cpu"))
-    result = run_vision_warmup(model, batcher, train_set, val_set, config, Distributed(),
+    result = run_vision_warmup(model, batcher, train_set, val_set, check_grasps(train_set), config, Distributed(),
                                MetricsLog(tmp_path, config, enabled=False), progress=False)
     assert result.steps == 40 and result.train_frames == len(frames.frames) and np.isfinite(result.val_l1)
     changed = {name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])}
@@ -135,7 +135,7 @@ def test_slot_loss_counts_only_frames_before_the_grasp(tiny_dataset, tmp_path):
     from oft_training.grasp_pose import SlotGraspLoss
 
     _, oft_config, (train_set, _) = _setup(tiny_dataset, tmp_path)
-    loss = SlotGraspLoss(build_model(oft_config, seed=0), train_set, torch.device("cpu"))
+    loss = SlotGraspLoss(build_model(oft_config, seed=0), check_grasps(train_set), torch.device("cpu"))
     episode = train_set.episode_ids[0]
     key, label = loss.grasps[episode]
     target = loss.standardize(label[None])

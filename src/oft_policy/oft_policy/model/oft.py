@@ -145,11 +145,14 @@ class OFTModel(nn.Module):
     def patch_tokens(self, pixel_values, input_ids, attention_mask):
         """Projected patch tokens [B, cameras * num_patches, H] of every camera, in camera order
         (FiLM-conditioned on the mean prompt embedding when the model uses FiLM)."""
+        return self._patch_tokens(pixel_values, self.language_model.model.embed_tokens(input_ids), attention_mask)
+
+    def _patch_tokens(self, pixel_values, text, attention_mask):
+        """:meth:`patch_tokens` from the prompt's embeddings ``text`` [B, L, H]."""
         config = self.config
         batch, cameras = pixel_values.shape[:2]
         if cameras != config.num_cameras:
             raise ValueError(f"pixel_values hold {cameras} cameras, the config names {config.num_cameras}")
-        text = self.language_model.model.embed_tokens(input_ids)
         language = None
         if config.use_film:
             weights = attention_mask.bool().unsqueeze(-1).to(text.dtype)
@@ -168,7 +171,7 @@ class OFTModel(nn.Module):
         batch = pixel_values.shape[0]
         attention_mask = attention_mask.bool()
         text = self.language_model.model.embed_tokens(input_ids)
-        parts = [text[:, :1], self.patch_tokens(pixel_values, input_ids, attention_mask)]
+        parts = [text[:, :1], self._patch_tokens(pixel_values, text, attention_mask)]
         if config.use_proprio:
             if proprio is None:
                 raise ValueError("this model uses proprio; pass the normalized proprio [B, action_dim]")
