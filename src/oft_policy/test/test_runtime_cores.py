@@ -284,6 +284,32 @@ def test_executor_first_command_is_measured_then_rate_limited_then_holds():
     assert hold.state == ExecutorState.HOLDING and np.allclose(hold.command, third)
 
 
+def test_executor_reports_a_chunk_that_expired_unexecuted():
+    """A tick later than a whole chunk (a stalled joint-state source, say) drops it unexecuted, never late;
+    the executor counts it and, never having commanded, says why it is still IDLE."""
+    core = make_core()
+    measure(core, 0.0)
+    assert core.tick(9.96).state == ExecutorState.IDLE and core.reason == "no chunk received yet"
+    core.submit_chunk(chunk(np.full((5, D), 0.01), seq=1, start=10.0), now_s=9.97)
+    assert core.tick(9.98).command is None and "queued" in core.reason
+    late = core.tick(10.2)  # rows due 10.00-10.08: all overdue
+    assert late.command is None and late.expired_now and late.state == ExecutorState.IDLE
+    assert core.expired_chunks == 1 and "chunk 1 expired unexecuted" in core.reason and len(core.queue) == 0
+    assert not core.tick(10.24).expired_now and core.expired_chunks == 1
+    core.submit_chunk(chunk(np.full((5, D), 0.01), seq=2, stamp=10.24, start=10.26), now_s=10.24)
+    assert np.allclose(core.tick(10.26).command, 0.0) and core.state == ExecutorState.RUNNING
+
+
+def test_executor_late_tick_after_a_chunk_ran_is_no_expiry():
+    core = make_core()
+    measure(core, 0.0)
+    core.submit_chunk(chunk(np.full((5, D), 0.01), seq=1, start=10.0), now_s=10.0)
+    assert core.tick(10.0).command is not None
+    held = core.tick(10.5)  # the rest of chunk 1 is overdue: dropped, but chunk 1 did run
+    assert not held.expired_now and held.state == ExecutorState.HOLDING and core.expired_chunks == 0
+    assert core.queue.dropped == 4
+
+
 def test_executor_rejected_chunk_changes_nothing():
     core = make_core()
     measure(core, 0.0)

@@ -53,13 +53,16 @@ def running_executor(env, tmp_path, robot_backend, params=None, initial=0.0, rob
 
 
 def wait_ready(harness, robot, timeout=20.0):
-    """The executor runs, has joint states of every joint, its chunk subscription is matched,
-    and so are the robot's command subscriptions.
+    """The executor runs, has ticked with joint states of every joint, its chunk subscription is
+    matched, and so are the robot's command subscriptions.
 
     Discovery matches each endpoint pair on its own: hearing the executor's status does not
     mean it hears our chunks yet, or that the robot hears its commands; a message published
-    before its match is lost."""
-    status = harness.wait_status(lambda s: s.state == IDLE and "joint states" not in s.reason, timeout, "executor ready")
+    before its match is lost. The status sent before the first tick says "no chunk received yet"
+    whether or not joint states arrive, so only a status after a tick (ticks > 0) tells; with
+    tick_on_joint_states a tick is itself proof that the joint states of both arms arrive."""
+    status = harness.wait_status(lambda s: s.state == IDLE and s.ticks > 0 and "joint states" not in s.reason,
+                                 timeout, "executor ready")
     # The harness subscribes to the chunk topic itself, so the executor is the second subscriber.
     support.wait_for(lambda: harness.chunk_pub.get_subscription_count() >= 2, timeout,
                      what="the executor's chunk subscription")
@@ -136,13 +139,44 @@ def test_ticks_follow_the_joint_states_when_told_to(overlay_env, harness, tmp_pa
     params = {"tick_on_joint_states": True}
     with running_executor(overlay_env, tmp_path, "forward_position", params, robot_rate_hz=robot_rate) as (robot, node):
         wait_ready(harness, robot)
-        harness.publish_chunk(np.full((5, D), 0.01), sequence=1, start_delay_s=0.1)
-        harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
+        # 25 rows, 0.5 s: the ticks come at the joint states' stamps, 40 ms apart, and an action is
+        # never run late, so a chunk runs only if some tick falls within its rows' times. A 5-row chunk
+        # (0.1 s) expired unexecuted whenever the loaded machine stalled the fake robot's joint states
+        # for ~0.2 s right after it was sent: the executor then stayed IDLE and nothing was commanded.
+        harness.publish_chunk(np.full((25, D), 0.01), sequence=1, start_delay_s=0.1)
+        try:
+            harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the chunk")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the robot got {len(robot.full_commands())} commands") from None
         before, started = len(robot.full_commands()), time.monotonic()
         time.sleep(2.0)
         rate = (len(robot.full_commands()) - before) / (time.monotonic() - started)
         assert node.poll() is None
     assert 0.5 * robot_rate <= rate <= 1.3 * robot_rate, f"{rate:.1f} commands/s for joint states at {robot_rate} Hz"
+
+
+def test_a_chunk_passed_over_by_stalled_joint_states_expires_and_says_so(overlay_env, harness, tmp_path):
+    """tick_on_joint_states with the robot's joint states stalled (SIGSTOP) across a whole 5-row chunk:
+    no tick falls within its rows, so it expires unexecuted (never run late) and, having never
+    commanded, the executor stays IDLE saying so; the next chunk runs."""
+    import signal
+
+    params = {"tick_on_joint_states": True}
+    with running_executor(overlay_env, tmp_path, "forward_position", params, robot_rate_hz=25.0) as (robot, node):
+        wait_ready(harness, robot)
+        robot.proc.send_signal(signal.SIGSTOP)
+        try:
+            harness.publish_chunk(np.full((5, D), 0.01), sequence=1, start_delay_s=0.1)  # rows due 0.1-0.18 s
+            time.sleep(0.4)
+        finally:
+            robot.proc.send_signal(signal.SIGCONT)
+        expired = harness.wait_status(lambda s: "expired unexecuted" in s.reason, 5.0, "the chunk's expiry")
+        assert expired.state == IDLE and expired.last_sequence == 1 and "chunk 1" in expired.reason
+        assert robot.full_commands() == [], "an action ran late"
+        harness.publish_chunk(np.full((25, D), 0.01), sequence=2, start_delay_s=0.1)
+        harness.wait_status(lambda s: s.state == HOLDING, 10.0, "HOLDING after the next chunk")
+        assert node.poll() is None
+    assert "chunk 1 expired unexecuted" in (tmp_path / "executor.log").read_text()
 
 
 def test_critical_drift_halts_within_a_tick_and_resume_rearms(overlay_env, harness, tmp_path):

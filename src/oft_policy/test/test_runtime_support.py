@@ -105,6 +105,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "con
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def describe_status(status) -> str:
+    """An ExecutorStatus in one line, for failure messages."""
+    if status is None:
+        return "none received"
+    states = ("IDLE", "RUNNING", "HOLDING", "HALTED")
+    state = states[status.state] if 0 <= status.state < len(states) else str(status.state)
+    return (f"{state} ({status.reason or 'no reason'}), ticks {status.ticks}, queue {status.queue_depth}, "
+            f"last sequence {status.last_sequence}, rejected {status.rejected_chunks}")
+
+
 class FakeRobot:
     """The fake robot subprocess; `commands()` reads what it recorded so far."""
 
@@ -234,10 +244,14 @@ class RosHarness:
             return self.statuses[-1][1] if self.statuses else None
 
     def wait_status(self, predicate, timeout: float, what: str = "executor status"):
+        """The first ExecutorStatus that satisfies `predicate`; on timeout the failure says the last one."""
         def check():
             status = self.last_status()
             return status if status is not None and predicate(status) else None
-        return wait_for(check, timeout, what=what)
+        try:
+            return wait_for(check, timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the executor's last status: {describe_status(self.last_status())}") from None
 
     def chunk_count(self) -> int:
         with self.lock:

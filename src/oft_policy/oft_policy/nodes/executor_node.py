@@ -243,6 +243,10 @@ class ExecutorNode(Node):
         result = self.core.tick(now)
         if result.command is not None:
             self.backend.send(result.command)
+        if result.expired_now:
+            self.get_logger().warn(
+                f"{self.core.last_expiry} ({self.core.expired_chunks} so far)", throttle_duration_sec=1.0
+            )
         if result.drift is not None:
             self._publish_drift(result.drift, now)
             if result.halted_now:
@@ -300,6 +304,8 @@ class ExecutorNode(Node):
             "accepted_chunks": core.accepted_chunks,
             "rejected_chunks": core.rejected_chunks,
             "last_rejection": core.last_rejection,
+            "expired_chunks": core.expired_chunks,
+            "last_expiry": core.last_expiry,
             "dropped_actions": core.queue.dropped,
             "ticks": self.ticks.ticks,
             "missed_ticks": tick["missed_ticks"],

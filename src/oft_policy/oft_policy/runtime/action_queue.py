@@ -41,12 +41,17 @@ class ActionQueue:
         self.blend_weight = blend_weight
         self._items: List[QueuedAction] = []
         self.dropped = 0
+        self.last_dropped_sequence: Optional[int] = None  # the chunk the newest dropped action came from
 
     def __len__(self) -> int:
         return len(self._items)
 
     def clear(self) -> None:
         self._items.clear()
+
+    def head_sequence(self) -> Optional[int]:
+        """The chunk the next queued action comes from, or None if the queue is empty."""
+        return self._items[0].sequence if self._items else None
 
     def oldest_stamp(self) -> Optional[float]:
         return min((item.stamp_s for item in self._items), default=None)
@@ -80,9 +85,13 @@ class ActionQueue:
         chosen = None
         while self._items and self._items[0].due_s <= now_s + self.tolerance_s:
             if chosen is not None:
-                self.dropped += 1
+                self._drop(chosen)
             chosen = self._items.pop(0)
         if chosen is not None and chosen.due_s < now_s - self.tolerance_s:
-            self.dropped += 1  # its tick has passed: never executed late
+            self._drop(chosen)  # its tick has passed: never executed late
             return None
         return chosen
+
+    def _drop(self, item: QueuedAction) -> None:
+        self.dropped += 1
+        self.last_dropped_sequence = item.sequence

@@ -5,7 +5,10 @@ halts on CRITICAL, (2) takes the action due now from the queue, (3) passes it
 through the safety filter starting from the last command, and (4) reports its
 state. The first command ever sent (and the first after a resume) equals the
 measured position, so the arm never jumps. An empty queue holds the last
-command; nothing is ever extrapolated.
+command; nothing is ever extrapolated. A chunk all of whose actions are overdue
+by the first tick after it arrived (it came late, or the ticks stalled for longer
+than it lasts) expires unexecuted: it is counted and, if nothing was ever
+commanded, the IDLE reason says so.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class TickResult:
     state: ExecutorState
     drift: Optional[DriftSample]
     halted_now: bool = False
+    expired_now: bool = False  # this tick dropped the rest of a chunk none of whose actions ever ran
 
 
 class ExecutorCore:
@@ -63,8 +67,11 @@ class ExecutorCore:
         self.accepted_chunks = 0
         self.rejected_chunks = 0
         self.last_rejection = ""
+        self.expired_chunks = 0
+        self.last_expiry = ""
         self.last_drift: Optional[DriftSample] = None
         self._last_first_used_sequence = -1
+        self._last_expired_sequence = -1
         self.obs_to_command_ms = RollingStats(latency_window)
 
     # ---- inputs ----------------------------------------------------------
@@ -116,14 +123,16 @@ class ExecutorCore:
                 f"CRITICAL drift: trend {drift.trend:.3f} > {self.drift_monitor.critical_threshold} (worst {worst})",
             )
             return TickResult(None, self.state, drift, halted_now=True)
+        dropped = self.queue.dropped
         due = self.queue.pop_due(now_s)
+        expired = self._note_expiry(due, dropped, now_s)
         if not self.has_measurement:
             self._set_state(ExecutorState.IDLE, "waiting for joint states of every joint")
-            return TickResult(None, self.state, drift)
+            return TickResult(None, self.state, drift, expired_now=expired)
         command = self._next_command(due)
         if command is None:
-            self._set_state(ExecutorState.IDLE, "no chunk received yet")
-            return TickResult(None, self.state, drift)
+            self._set_state(ExecutorState.IDLE, self._idle_reason())
+            return TickResult(None, self.state, drift, expired_now=expired)
         if due is not None and due.sequence > self._last_first_used_sequence:
             self._last_first_used_sequence = due.sequence
             self.obs_to_command_ms.add((now_s - due.stamp_s) * 1e3)
@@ -133,7 +142,33 @@ class ExecutorCore:
             self._set_state(ExecutorState.RUNNING, "")
         else:
             self._set_state(ExecutorState.HOLDING, "queue ran dry: holding the last command")
-        return TickResult(command, self.state, drift)
+        return TickResult(command, self.state, drift, expired_now=expired)
+
+    def _note_expiry(self, due, dropped_before: int, now_s: float) -> bool:
+        """True if this tick dropped the last queued actions of a chunk none of whose actions ever ran."""
+        sequence = self.queue.last_dropped_sequence
+        if due is not None or self.queue.dropped == dropped_before or sequence is None:
+            return False
+        if sequence <= max(self._last_first_used_sequence, self._last_expired_sequence):
+            return False  # the tail of a chunk that did run (a late tick), or counted already
+        if self.queue.head_sequence() == sequence:
+            return False  # some of it is still to come
+        self._last_expired_sequence = sequence
+        self.expired_chunks += 1
+        self.last_expiry = (
+            f"chunk {sequence} expired unexecuted: all its actions were overdue at the tick at {now_s:.3f} s "
+            f"(it came too late, or no tick fell within its actions' times)"
+        )
+        return True
+
+    def _idle_reason(self) -> str:
+        if self.accepted_chunks == 0:
+            return "no chunk received yet"
+        if len(self.queue):
+            return "chunk queued: waiting for its first action to be due"
+        if self.expired_chunks:
+            return f"{self.last_expiry}; waiting for a newer chunk"
+        return "no chunk received yet"
 
     def _next_command(self, due) -> Optional[np.ndarray]:
         if self.last_command is None:
