@@ -12,6 +12,7 @@ fused vision tower, projector, tiny Llama, L1 regression head), cam_high the onl
 - ``oft``: the policy's path: the all-zero action slots attend to the patches, then the head.
 
     python docs/diagnostics/localization_readout.py --readout tower --crop-scale 0.9 --seed 1
+    python docs/diagnostics/localization_readout.py --readout oft --tiny-vision efficientnet_lite0 --steps 2000
 """
 
 import argparse
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from oft_policy.model import OFTConfig, build_model, build_tokenizer
+from oft_policy.model.config import TINY_VISIONS
 from oft_policy.model.preprocess import preprocess_images, tokenize_prompts
 from oft_sim.simulator import AlohaSim
 
@@ -38,10 +40,12 @@ def reset_views(seeds, render_size=(96, 128)):
     return images, np.array(positions, dtype=np.float32)
 
 
-def build_readout(kind: str, layers: int, width: int, seed: int):
+def build_readout(kind: str, layers: int, width: int, seed: int, tiny_vision: str = "vit"):
     """(module to train, predict): predict maps [B, 1, 6, S, S] pixel values to [B, 2] normalized positions."""
+    pretrained = tiny_vision != "vit"  # ImageNet weights stay frozen, as in the transfer-cube recipe
     config = OFTConfig(backbone="tiny", chunk_size=1, action_dim=2, joint_names=("x", "y"), camera_names=("cam_high",),
-                       use_proprio=False, use_film=False, image_size=IMAGE_SIZE, finetune="full", freeze_vision=False,
+                       use_proprio=False, use_film=False, image_size=IMAGE_SIZE, finetune="full", freeze_vision=pretrained,
+                       tiny_vision=tiny_vision,
                        tiny_llm_layers=layers, tiny_llm_hidden=width, tiny_llm_heads=max(2, width // 64),
                        head_hidden_dim=64)
     model = build_model(config, seed=seed)
@@ -77,6 +81,8 @@ def main():
     parser.add_argument("--llm-width", type=int, default=64, help="tiny LLM hidden size (heads: width / 64, at least 2)")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--tiny-vision", choices=TINY_VISIONS, default="vit",
+                        help="vision of the tiny backbone (efficientnet_lite0: ImageNet features, frozen)")
     parser.add_argument("--seed", type=int, default=1, help="initialization seed (seed 0 happens to leave even the tower readout stuck)")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -85,7 +91,7 @@ def main():
     test_images, test_xy = reset_views(range(1000, 1040))
     mean, std = train_xy.mean(0), train_xy.std(0)
     targets = torch.from_numpy((train_xy - mean) / std)
-    module, predict = build_readout(args.readout, args.llm_layers, args.llm_width, args.seed)
+    module, predict = build_readout(args.readout, args.llm_layers, args.llm_width, args.seed, args.tiny_vision)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=args.lr)
     generator = torch.Generator().manual_seed(0)
 

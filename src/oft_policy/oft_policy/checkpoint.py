@@ -205,14 +205,16 @@ def load_policy(path, device="cpu", compile: bool = False, dtype: Optional[torch
 
     path = Path(path)
     manifest, config, stats = _read_manifest_and_config(path)
+    scope = manifest.get("weight_scope", "full")
     try:
-        model = build_model(config, device=device, dtype=dtype)
+        # A full checkpoint holds every tensor: the base weights are not read (nor needed) to run it.
+        model = build_model(config, device=device, dtype=dtype, load_base_weights=scope != "full")
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True)
     except (ValueError, OSError, RuntimeError) as exc:
         raise CheckpointError(f"cannot rebuild the model of checkpoint {path}: {exc}") from exc
-    _load_weights(model, path, manifest.get("weight_scope", "full"))
+    _load_weights(model, path, scope)
     model_id = _verified_model_id(path, manifest)  # last: a dims mismatch is reported as such first
     model.eval()
     return OFTPolicy(model, config, stats, tokenizer, model_id, device=device, compile=compile)

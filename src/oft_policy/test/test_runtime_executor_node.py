@@ -293,7 +293,8 @@ def test_joint_trajectory_interface_with_checkpoint_stats(overlay_env, harness, 
 
     samples = np.random.default_rng(0).uniform(-0.5, 0.5, size=(64, D))
     stats_path = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES).save(tmp_path / "normalization.json")
-    rows = 0.02 * np.arange(1, 6)[:, None] * np.ones(D)
+    # 25 rows (0.25 s): a stall of the loaded test machine cannot expire the whole chunk unexecuted.
+    rows = 0.02 * np.arange(1, 26)[:, None] * np.ones(D)
     params = {"stats_path": str(stats_path)}
     with running_executor(overlay_env, tmp_path, "joint_trajectory", params) as (robot, node):
         wait_ready(harness, robot)
@@ -302,7 +303,7 @@ def test_joint_trajectory_interface_with_checkpoint_stats(overlay_env, harness, 
         records = robot.commands()
     assert {r["name"] for r in records} == {"waist,shoulder,elbow,forearm_roll,wrist_angle,wrist_rotate,gripper"}
     firsts = [v[0] for _, v in robot.full_commands()]
-    assert firsts[0] == 0.0 and firsts[-1] == pytest.approx(0.1)
+    assert firsts[0] == 0.0 and firsts[-1] == pytest.approx(0.5)
     assert "drift monitor normalizes with the action range" in (tmp_path / "executor.log").read_text()
 
 

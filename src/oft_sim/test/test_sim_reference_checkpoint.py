@@ -10,10 +10,10 @@ from oft_sim.scripted_policy import scripted_trajectory
 from oft_sim.simulator import AlohaSim
 
 # Mean |action error| of the first predicted chunk against the scripted trajectory, robot units.
-# The committed checkpoint measured 0.025 to 0.035 on seeds 1000..1003; its own run's
-# 2,500-step checkpoint (0 of 3 closed-loop successes) 0.066 to 0.081, and the committed one
-# with black camera images 0.060 to 0.065.
-IMITATION_L1_LIMIT = 0.05
+# The committed checkpoint (frozen ImageNet vision, 10k steps) measured 0.0065 to 0.0079 on seeds
+# 1000..1003, and 0.42 to 0.44 with black camera images; its predecessor (tiny ViT towers, 8 of 50
+# in closed loop) 0.025 to 0.035, and 0.060 to 0.065 blind.
+IMITATION_L1_LIMIT = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -34,4 +34,4 @@ def test_first_chunk_follows_the_scripted_demonstrator_on_an_unseen_seed(policy,
     blind = policy.predict({name: np.zeros_like(image) for name, image in images.items()}, DEFAULT_INSTRUCTION, proprio)
     blind_error = np.abs(blind - scripted[: len(chunk)]).mean()
     assert error < IMITATION_L1_LIMIT, f"first chunk is {error:.4f} from the demonstrator"
-    assert error < blind_error, "the policy does no better with its cameras than without"
+    assert error < 0.25 * blind_error, "the policy hardly does better with its cameras than without"

@@ -36,6 +36,7 @@ SECTIONS = {
         "tiny_llm_hidden": 64,
         "tiny_llm_layers": 2,
         "tiny_llm_heads": 2,
+        "tiny_vision": "vit",            # tiny backbone: vit (random towers) | efficientnet_lite0 (ImageNet CNN)
     },
     "training": {
         "output_dir": "runs/oft_aloha",

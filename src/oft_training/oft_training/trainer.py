@@ -130,7 +130,7 @@ def build_oft_config(config: dict, table: EpisodeTable) -> OFTConfig:
         lora_rank=model["lora_rank"], lora_dropout=model["lora_dropout"], freeze_vision=model["freeze_vision_backbone"],
         gradient_checkpointing=model["gradient_checkpointing"], attn_implementation=model["attn_implementation"],
         head_hidden_dim=model["head_hidden_dim"], tiny_llm_hidden=model["tiny_llm_hidden"],
-        tiny_llm_layers=model["tiny_llm_layers"], tiny_llm_heads=model["tiny_llm_heads"],
+        tiny_llm_layers=model["tiny_llm_layers"], tiny_llm_heads=model["tiny_llm_heads"], tiny_vision=model["tiny_vision"],
         extra={"dataset": str(table.root), "camera_shapes": camera_shapes(table, cameras)},
     )
 

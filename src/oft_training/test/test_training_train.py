@@ -157,3 +157,24 @@ def test_proprio_noise_only_in_training_batches():
     assert not torch.equal(batch(0.1, True, seed=1)["proprio"], batch(0.1, True)["proprio"])
     assert torch.equal(batch(0.1, False)["proprio"], proprio.expand(64, -1))
     assert torch.equal(batch(0.0, True)["proprio"], proprio.expand(64, -1))
+
+
+def test_sim_recipe_trains_on_frozen_imagenet_features(tiny_dataset, tmp_path):
+    """The transfer-cube recipe: EfficientNet-Lite0 stages keep their ImageNet weights; the rest learns."""
+    import torch
+    from oft_policy.model.efficientnet import EfficientNetLiteStages
+
+    recipe = TINY_CONFIG.parent / "sim_transfer_cube.yaml"
+    config = load_config(recipe, [
+        f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=4",
+        "training.validate_every=1000", "training.checkpoint_every=4", "training.batch_size=2",
+        "optimizer.warmup_steps=1",
+    ])
+    assert config["model"]["tiny_vision"] == "efficientnet_lite0" and config["model"]["freeze_vision_backbone"]
+    train(config, progress=False)
+    policy = load_policy(tmp_path / "run" / "checkpoints" / "step_0000004" / "policy")
+    imagenet = EfficientNetLiteStages()
+    imagenet.load_imagenet_weights()
+    trained = policy.model.vision_backbone
+    assert all(torch.equal(a, b) for a, b in zip(imagenet.state_dict().values(), trained.featurizer.state_dict().values()))
+    assert trained.film_shift.bias.abs().max() > 0  # zero at initialization: the trainable layers learned

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from oft_policy.model.config import OFTConfig
+from oft_policy.model.efficientnet import EfficientNetVisionBackbone
 from oft_policy.model.oft import OFTModel, default_dtype
 from oft_policy.model.preprocess import TINY_SPECIAL_TOKENS, build_tiny_tokenizer
 from oft_policy.model.vit import TINY_DINOV2_ID, TINY_SIGLIP_ID
@@ -48,7 +49,8 @@ def build_model(config: OFTConfig, device="cpu", dtype: Optional[torch.dtype] = 
                 seed: Optional[int] = None, load_base_weights: bool = True) -> OFTModel:
     """Build the model for ``config`` with fine-tuning settings applied.
 
-    ``tiny``: random weights (``seed`` makes them reproducible). ``openvla``:
+    ``tiny``: random weights (``seed`` makes them reproducible), but the ImageNet weights for the
+    ``efficientnet_lite0`` vision option when ``load_base_weights``. ``openvla``:
     the published weights from ``config.openvla_path`` are loaded by name
     (set ``load_base_weights=False`` for a 7B-sized random model, e.g. for timing).
     """
@@ -74,6 +76,8 @@ def build_model(config: OFTConfig, device="cpu", dtype: Optional[torch.dtype] = 
         from oft_policy.model import openvla
 
         openvla.load_published_weights(model, config.openvla_path)
+    if isinstance(model.vision_backbone, EfficientNetVisionBackbone) and load_base_weights:
+        model.vision_backbone.featurizer.load_imagenet_weights()
     model.apply_finetune_settings()
     return model
 

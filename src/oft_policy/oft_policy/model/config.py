@@ -12,6 +12,7 @@ BACKBONES = ("tiny", "openvla")
 DECODINGS = ("parallel", "last_token_mlp", "autoregressive")
 FINETUNE_MODES = ("lora", "full")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+TINY_VISIONS = ("vit", "efficientnet_lite0")
 DEFAULT_IMAGE_SIZE = {"tiny": 56, "openvla": 224}
 MAX_CAMERAS = 3
 DEFAULT_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
@@ -57,6 +58,9 @@ class OFTConfig:
     tiny_llm_hidden: int = 64
     tiny_llm_layers: int = 2
     tiny_llm_heads: int = 2
+    # Tiny backbone vision: "vit" (DINOv2+SigLIP-shaped towers, random weights: OpenVLA's code path) or
+    # "efficientnet_lite0" (ImageNet-pretrained CNN stages: the CPU demo's policy sees where things are).
+    tiny_vision: str = "vit"
     extra: dict = field(default_factory=dict)  # free-form notes (dataset name, training run ...)
 
     def __post_init__(self):
@@ -76,6 +80,9 @@ class OFTConfig:
         choice("decoding", DECODINGS)
         choice("finetune", FINETUNE_MODES)
         choice("attn_implementation", ATTN_IMPLEMENTATIONS)
+        choice("tiny_vision", TINY_VISIONS)
+        if self.backbone == "openvla" and self.tiny_vision != "vit":
+            raise ConfigError(f"tiny_vision={self.tiny_vision!r} applies to the tiny backbone only")
         if self.backbone == "openvla" and not self.openvla_path:
             raise ConfigError("backbone 'openvla' needs openvla_path (a local copy of openvla/openvla-7b)")
         if self.chunk_size < 1:

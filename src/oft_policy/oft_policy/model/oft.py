@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from oft_policy.model.config import OFTConfig
+from oft_policy.model.efficientnet import EFFICIENTNET_LITE0, EfficientNetVisionBackbone
 from oft_policy.model.heads import ActionBins, L1RegressionHead, LastTokenMLPHead, ProprioProjector
 from oft_policy.model.vit import VisionTransformer, vit_spec
 
@@ -48,6 +49,19 @@ class FusedVisionBackbone(nn.Module):
         self.fused_featurizer = VisionTransformer(vit_spec(siglip_id), image_size, film_dim)
         self.embed_dim = self.featurizer.spec.embed_dim + self.fused_featurizer.spec.embed_dim
         self.num_patches = self.featurizer.num_patches
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.featurizer.pos_embed.dtype
+
+    def pretrained_prefixes(self) -> tuple:
+        """Parameter name prefixes of the pretrained towers (frozen with ``freeze_vision``, FiLM aside)."""
+        return ("featurizer.", "fused_featurizer.")
+
+    def unused_parameter_prefixes(self) -> tuple:
+        """Prefixes :meth:`forward` never touches (kept for the checkpoint's weight names)."""
+        return tuple(f"{tower}.{prefix}" for tower in ("featurizer", "fused_featurizer")
+                     for prefix in getattr(self, tower).unused_parameter_prefixes())
 
     def forward(self, pixel_values: torch.Tensor, language: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, 6, S, S] -> [B, num_patches, dino_dim + siglip_dim]."""
@@ -80,9 +94,11 @@ class OFTModel(nn.Module):
 
         self.config = config
         llm_dim = text_config.hidden_size
-        self.vision_backbone = FusedVisionBackbone(
-            timm_model_ids, config.image_size, llm_dim if config.use_film else None
-        )
+        film_dim = llm_dim if config.use_film else None
+        if config.backbone == "tiny" and config.tiny_vision == EFFICIENTNET_LITE0:
+            self.vision_backbone = EfficientNetVisionBackbone(config.image_size, film_dim)
+        else:
+            self.vision_backbone = FusedVisionBackbone(timm_model_ids, config.image_size, film_dim)
         self.projector = PrismaticProjector(self.vision_backbone.embed_dim, llm_dim)
         text_config._attn_implementation = config.attn_implementation
         self.language_model = LlamaForCausalLM(text_config)
@@ -117,11 +133,7 @@ class OFTModel(nn.Module):
 
     def _unused_prefixes(self) -> tuple:
         """Parameters no forward pass reaches (kept for weight names); never trained, so DDP sees no unused ones."""
-        unused = tuple(
-            f"vision_backbone.{tower}.{prefix}"
-            for tower in ("featurizer", "fused_featurizer")
-            for prefix in getattr(self.vision_backbone, tower).unused_parameter_prefixes()
-        )
+        unused = tuple(f"vision_backbone.{prefix}" for prefix in self.vision_backbone.unused_parameter_prefixes())
         if self.config.decoding != "autoregressive":
             unused += ("language_model.lm_head.",)
         return unused
@@ -132,7 +144,8 @@ class OFTModel(nn.Module):
         if name.startswith(OFT_MODULE_PREFIXES) or name.startswith("projector."):
             return True
         if name.startswith("vision_backbone."):
-            return ".film_" in name or not self.config.freeze_vision
+            pretrained = name.startswith(tuple(f"vision_backbone.{p}" for p in self.vision_backbone.pretrained_prefixes()))
+            return not pretrained or ".film_" in name or not self.config.freeze_vision
         if name.startswith("language_model."):
             return "lora_" in name if self.config.finetune == "lora" else True
         raise AssertionError(f"parameter {name} belongs to no known part")
@@ -158,7 +171,7 @@ class OFTModel(nn.Module):
             weights = attention_mask.bool().unsqueeze(-1).to(text.dtype)
             language = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             language = language.repeat_interleave(cameras, dim=0)
-        vision_dtype = self.vision_backbone.featurizer.pos_embed.dtype
+        vision_dtype = self.vision_backbone.dtype
         features = self.vision_backbone(
             pixel_values.flatten(0, 1).to(vision_dtype), None if language is None else language.to(vision_dtype)
         )

@@ -25,13 +25,14 @@ from oft_sim.processes import exit_on_sigterm, node_command
 class Scale:
     name: str
     demos: int
-    train_steps: int
+    train_steps: Optional[int]  # None: the recipe's training.max_steps
     eval_episodes: int
     batch_size: int
 
 
 QUICK = Scale("quick (minutes on 2 CPU cores; far too little training to solve the task)", 10, 300, 3, 8)
-FULL = Scale("full (50 demos, 15k tiny-backbone steps: about an hour on 2 CPU cores)", 50, 15000, 50, 8)
+FULL = Scale("full (50 demos and the training steps of the recipe sim_transfer_cube.yaml: under an hour on 2 CPU cores)",
+             50, None, 50, 8)
 
 IMAGE_SIZE = (96, 128)  # demos and evaluation render at the same resolution
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, help="evaluation seeds (default 3 quick, 50 full)")
     parser.add_argument("--first-seed", type=int, default=1000, help="first evaluation seed (demos use seeds from 0)")
     parser.add_argument("--demos", type=int, help="scripted demonstrations to record (default 10 quick, 50 full)")
-    parser.add_argument("--train-steps", type=int, help="training steps (default 300 quick, 20000 full)")
+    parser.add_argument("--train-steps", type=int, help="training steps (default 300 quick, the recipe's max_steps full)")
     parser.add_argument("--rebuild", action="store_true", help="make a new checkpoint even if the work dir has one")
     return parser
 
@@ -64,10 +65,16 @@ def _run(stage: str, argv: List[str], log_path: Path) -> float:
 
 
 def _recipe_config() -> Path:
-    """The training recipe of the recorded sim result (tiny backbone, vision trained, 112 px, chunk 50)."""
+    """The training recipe of the recorded sim result (tiny backbone, frozen ImageNet vision, 112 px, chunk 50)."""
     import oft_training
 
     return Path(oft_training.__file__).resolve().parent / "configs" / "sim_transfer_cube.yaml"
+
+
+def _recipe_steps() -> int:
+    import yaml
+
+    return int(yaml.safe_load(_recipe_config().read_text())["training"]["max_steps"])
 
 
 def make_checkpoint(work: Path, scale: Scale) -> dict:
@@ -166,7 +173,7 @@ def report(result: dict, made: Optional[dict], work: Path) -> str:
     if made and not made["scale"].startswith("full"):
         lines.append(
             "note: this quick run trains far too little to solve the task; the success rate above is what "
-            "that checkpoint achieves. `sim_demo --full` runs the full-scale pipeline (about 70 min of CPU training)."
+            "that checkpoint achieves. `sim_demo --full` runs the full-scale pipeline (about 50 min of CPU training)."
         )
     return "\n".join(lines)
 
@@ -178,7 +185,7 @@ def main(argv=None) -> int:
     scale = Scale(
         scale.name,
         args.demos or scale.demos,
-        args.train_steps or scale.train_steps,
+        args.train_steps or scale.train_steps or _recipe_steps(),
         args.episodes or scale.eval_episodes,
         scale.batch_size,
     )
