@@ -10,9 +10,9 @@ from oft_sim.scripted_policy import scripted_trajectory
 from oft_sim.simulator import AlohaSim
 
 # Mean |action error| of the first predicted chunk against the scripted trajectory, robot units.
-# The committed checkpoint (frozen ImageNet vision, 10k steps) measured 0.0065 to 0.0079 on seeds
-# 1000..1003, and 0.42 to 0.44 with black camera images; its predecessor (tiny ViT towers, 8 of 50
-# in closed loop) 0.025 to 0.035, and 0.060 to 0.065 blind.
+# The committed checkpoint (frozen ImageNet vision, 15k steps) measured 0.0060 to 0.0077 on seeds
+# 1000..1003, and 0.42 to 0.44 with black camera images (its step-10k self: 0.0065 to 0.0079); the
+# tiny-ViT-towers reference before it (8 of 50 in closed loop) 0.025 to 0.035, and 0.060 to 0.065 blind.
 IMITATION_L1_LIMIT = 0.02
 
 

@@ -72,6 +72,7 @@ SECTIONS = {
         "weight_decay": 0.01,
         "betas": [0.9, 0.999],
         "warmup_steps": 100,
+        "first_cycle_steps": 0,          # >0: cosine ends here first, then restarts toward max_steps (trainer.lr_at)
         "max_grad_norm": 1.0,
     },
     "ddp": {
@@ -166,6 +167,12 @@ def validate(config: dict) -> None:
             raise TrainConfigError(f"{section}.{key} must be a positive integer, got {value!r}")
     if not (isinstance(opt["lr"], (int, float)) and opt["lr"] > 0 and 0 <= opt["min_lr"] <= opt["lr"]):
         raise TrainConfigError(f"optimizer.lr must be > 0 and optimizer.min_lr in [0, lr], got {opt['lr']}, {opt['min_lr']}")
+    cycle = opt["first_cycle_steps"]
+    is_int = isinstance(cycle, int) and not isinstance(cycle, bool)
+    if not (is_int and (cycle == 0 or opt["warmup_steps"] < cycle < training["max_steps"])):
+        raise TrainConfigError("optimizer.first_cycle_steps must be 0 or an integer between optimizer.warmup_steps and "
+                               f"training.max_steps ({training['max_steps']}), got {cycle!r}; "
+                               "optimizer.first_cycle_steps=0 gives one cosine to max_steps")
     noise = training["proprio_noise_std"]
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
         raise TrainConfigError(f"training.proprio_noise_std must be a number >= 0, got {noise!r}")

@@ -47,11 +47,17 @@ TRAINING_STATE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
 
-def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``."""
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int, first_cycle_steps: int = 0) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_lr``.
+
+    With ``first_cycle_steps``, the steps before it follow a cosine that ends there and the later
+    ones the cosine that ends at ``max_steps``: the schedule of a finished run of
+    ``first_cycle_steps`` resumed with a larger ``max_steps``.
+    """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    end = first_cycle_steps if step < first_cycle_steps else max_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, end - warmup_steps))
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -390,7 +396,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
                initial=start_step, total=max_steps)
     final = None
     for step in bar:
-        lr = lr_at(step, ocfg["lr"], ocfg["min_lr"], ocfg["warmup_steps"], max_steps)
+        lr = lr_at(step, ocfg["lr"], ocfg["min_lr"], ocfg["warmup_steps"], max_steps, ocfg["first_cycle_steps"])
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss_sum = grasp_sum = 0.0

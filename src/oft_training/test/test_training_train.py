@@ -134,6 +134,43 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
         train(config, progress=False)
 
 
+def test_first_cycle_steps_is_a_finished_run_resumed_longer(tiny_dataset, tmp_path):
+    """optimizer.first_cycle_steps=N with max_steps M trains the same weights as a run of N steps
+    resumed with max_steps M (the schedule's restart is where the longer cosine stands at N)."""
+    import torch
+
+    common = ["training.checkpoint_every=4", "training.validate_every=100", "training.logger=none",
+              "training.log_every=1", "optimizer.warmup_steps=1"]
+    extended = tmp_path / "extended"
+    train(load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}", f"training.output_dir={extended}",
+                                    "training.max_steps=4", *common]), progress=False)
+    resumed = train(load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}", f"training.output_dir={extended}",
+                                              "training.max_steps=8", *common]), resume=True, progress=False)
+    one_go = train(load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'one'}",
+                                             "training.max_steps=8", "optimizer.first_cycle_steps=4", *common]),
+                   progress=False)
+    a = torch.load(resumed.final_checkpoint / "training_state.pt", weights_only=False)["model"]
+    b = torch.load(one_go.final_checkpoint / "training_state.pt", weights_only=False)["model"]
+    for name, value in a.items():
+        torch.testing.assert_close(b[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    opt = load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}"])["optimizer"]
+    lrs = {e["step"]: e["train/lr"] for e in _metrics(tmp_path / "one") if "train/lr" in e}
+    assert sorted(lrs) == list(range(1, 9))
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(lr_at(step - 1, opt["lr"], opt["min_lr"], 1, 8, 4))
+    assert lrs[5] > 2 * lrs[4]  # the second cycle starts well above where the first one ended
+
+
+def test_first_cycle_steps_schedule_and_bounds(tiny_dataset):
+    stitched = [lr_at(s, 1e-3, 1e-6, 10, 100, first_cycle_steps=40) for s in range(100)]
+    assert stitched[:40] == [lr_at(s, 1e-3, 1e-6, 10, 40) for s in range(40)]
+    assert stitched[40:] == [lr_at(s, 1e-3, 1e-6, 10, 100) for s in range(40, 100)]
+    for bad in (5, 100, 2.5, "soon"):
+        with pytest.raises(TrainConfigError, match="first_cycle_steps"):
+            load_config(TINY_CONFIG, [f"data.dataset={tiny_dataset}", "optimizer.warmup_steps=10",
+                                      "training.max_steps=100", f"optimizer.first_cycle_steps={bad}"])
+
+
 def test_proprio_noise_only_in_training_batches():
     """training.proprio_noise_std blurs the proprio of training batches, reproducibly per generator;
     validation batches (train=False) and a zero std leave it exact."""
@@ -168,7 +205,7 @@ def test_sim_recipe_trains_on_frozen_imagenet_features(tiny_dataset, tmp_path):
     config = load_config(recipe, [
         f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=4",
         "training.validate_every=1000", "training.checkpoint_every=4", "training.batch_size=2",
-        "optimizer.warmup_steps=1",
+        "optimizer.warmup_steps=1", "optimizer.first_cycle_steps=0",
     ])
     assert config["model"]["tiny_vision"] == "efficientnet_lite0" and config["model"]["freeze_vision_backbone"]
     train(config, progress=False)
