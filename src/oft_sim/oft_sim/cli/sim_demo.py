@@ -180,7 +180,7 @@ def report(result: dict, made: Optional[dict], work: Path) -> str:
     if made and not made["scale"].startswith("full"):
         lines.append(
             "note: this quick run trains far too little to solve the task; the success rate above is what "
-            "that checkpoint achieves. `sim_demo --full` runs the full-scale pipeline (about 50 min of CPU training)."
+            "that checkpoint achieves. `sim_demo --full` runs the full-scale pipeline (about 70 min of CPU training)."
         )
     return "\n".join(lines)
 
