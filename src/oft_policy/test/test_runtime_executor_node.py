@@ -295,7 +295,9 @@ def test_joint_trajectory_interface_with_checkpoint_stats(overlay_env, harness, 
     stats_path = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES).save(tmp_path / "normalization.json")
     # 25 rows (0.25 s): a stall of the loaded test machine cannot expire the whole chunk unexecuted.
     rows = 0.02 * np.arange(1, 26)[:, None] * np.ones(D)
-    params = {"stats_path": str(stats_path)}
+    # The ramp moves 2 % of the action range per tick: a loaded machine's fake robot lagging 8 ticks
+    # reads as critical drift, which this test is not about (test_critical_drift_halts_within_a_tick... is).
+    params = {"stats_path": str(stats_path), "drift_critical_threshold": 1.0}
     with running_executor(overlay_env, tmp_path, "joint_trajectory", params) as (robot, node):
         wait_ready(harness, robot)
         harness.publish_chunk(rows, sequence=1, start_delay_s=0.05)
