@@ -154,6 +154,11 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> di
     return config
 
 
+def _is_whole(value) -> bool:
+    """An integer, not a bool (YAML's true/false are ints to isinstance)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate(config: dict) -> None:
     model, training, opt = config["model"], config["training"], config["optimizer"]
     if model["action_head"] not in ACTION_HEADS:
@@ -163,13 +168,12 @@ def validate(config: dict) -> None:
                 ("model", "chunk_size"), ("model", "action_dim"), ("ddp", "nproc_per_node")]
     for section, key in positive:
         value = config[section][key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not _is_whole(value) or value < 1:
             raise TrainConfigError(f"{section}.{key} must be a positive integer, got {value!r}")
     if not (isinstance(opt["lr"], (int, float)) and opt["lr"] > 0 and 0 <= opt["min_lr"] <= opt["lr"]):
         raise TrainConfigError(f"optimizer.lr must be > 0 and optimizer.min_lr in [0, lr], got {opt['lr']}, {opt['min_lr']}")
     cycle = opt["first_cycle_steps"]
-    is_int = isinstance(cycle, int) and not isinstance(cycle, bool)
-    if not (is_int and (cycle == 0 or opt["warmup_steps"] < cycle < training["max_steps"])):
+    if not (_is_whole(cycle) and (cycle == 0 or opt["warmup_steps"] < cycle < training["max_steps"])):
         raise TrainConfigError("optimizer.first_cycle_steps must be 0 or an integer between optimizer.warmup_steps and "
                                f"training.max_steps ({training['max_steps']}), got {cycle!r}; "
                                "optimizer.first_cycle_steps=0 gives one cosine to max_steps")
@@ -180,7 +184,7 @@ def validate(config: dict) -> None:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
         raise TrainConfigError(f"training.grasp_pose_loss_weight must be a number >= 0, got {weight!r}")
     warmup = training["vision_warmup_steps"]
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+    if not _is_whole(warmup) or warmup < 0:
         raise TrainConfigError(f"training.vision_warmup_steps must be an integer >= 0, got {warmup!r}")
     if config["loss"]["kind"] not in ("l1", "huber"):
         raise TrainConfigError(f"loss.kind {config['loss']['kind']!r} is not one of ['l1', 'huber']")

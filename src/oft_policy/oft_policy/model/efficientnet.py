@@ -66,7 +66,8 @@ class MBConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, expand: int, kernel: int, stride: int):
         super().__init__()
         hidden = in_channels * expand
-        if expand != 1:
+        self.expands = expand != 1
+        if self.expands:
             self._expand_conv = nn.Conv2d(in_channels, hidden, 1, bias=False)
             self._bn0 = FrozenBatchNorm2d(hidden)
         self._depthwise_conv = SamePadConv2d(hidden, hidden, kernel, stride=stride, groups=hidden, bias=False)
@@ -77,7 +78,7 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
-        if hasattr(self, "_expand_conv"):
+        if self.expands:
             out = F.relu6(self._bn0(self._expand_conv(out)))
         out = F.relu6(self._bn1(self._depthwise_conv(out)))
         out = self._bn2(self._project_conv(out))
