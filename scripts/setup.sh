@@ -77,14 +77,25 @@ install_python_packages() {
   echo "$want" >"$stamp"
 }
 
+# The Interbotix workspace's own interbotix_xs_msgs, when sourced, replaces the suite's copy.
+interbotix_msgs_skip() {
+  local prefix
+  prefix=$(python -c 'from ament_index_python.packages import get_package_prefix as p; print(p("interbotix_xs_msgs"))' 2>/dev/null) || return 0
+  case "$prefix" in "$ROOT"/*) return 0 ;; esac
+  log "interbotix_xs_msgs found in $prefix: not building the suite's copy" >&2
+  echo "--packages-skip interbotix_xs_msgs"
+}
+
 build_workspace() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
   if [ -z "${ROS_DISTRO:-}" ]; then
     export AMENT_PREFIX_PATH=$VIRTUAL_ENV CMAKE_PREFIX_PATH=$VIRTUAL_ENV
   fi
+  local skip; skip=$(interbotix_msgs_skip)
   log "colcon build"
-  colcon build --symlink-install --base-paths src --event-handlers console_cohesion- summary+ status- \
+  # shellcheck disable=SC2086
+  colcon build --symlink-install --base-paths src $skip --event-handlers console_cohesion- summary+ status- \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" \
     >"$ROOT/log/colcon_build.txt" 2>&1 \
     || { tail -n 60 "$ROOT/log/colcon_build.txt"; log "colcon build failed (full log: log/colcon_build.txt)"; exit 1; }

@@ -20,5 +20,5 @@ setup(
     maintainer_email="oft-ros@users.noreply.github.com",
     description="Launch files, parameter files, recording presets and the rqt view of the OFT suite.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["check_launch = oft_bringup.launch_check:main"]},
+    entry_points={"console_scripts": ["bringup = oft_bringup.bringup:main"]},
 )

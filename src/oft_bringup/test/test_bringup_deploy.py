@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from oft_bringup.static_launch import read_launch_file
+from oft_bringup import system
 from oft_policy import names
 
 REPO = Path(__file__).resolve().parents[3]
@@ -67,7 +67,9 @@ def test_perspective_plots_drift_and_shows_executor_status():
 
 
 def test_record_qos_overrides_pin_cameras_best_effort():
-    overrides = yaml.safe_load((BRINGUP / "config" / "record_qos_overrides.yaml").read_text())
+    overrides = yaml.safe_load((BRINGUP / "config" / system.QOS_OVERRIDES_FILE).read_text())
+    # The committed file is what the default camera pattern generates (the record launch makes others).
+    assert overrides == system.qos_overrides(names.CAMERA_TOPIC_PATTERN)
     assert set(overrides) == set(names.CAMERA_TOPICS)
     for profile in overrides.values():
         assert profile["reliability"] == "best_effort" and profile["history"] == "keep_last" and profile["depth"] > 0
@@ -75,7 +77,7 @@ def test_record_qos_overrides_pin_cameras_best_effort():
 
 def test_compose_runs_both_sides_as_launched():
     compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
-    declared = read_launch_file(BRINGUP / "launch" / "aloha_oft.launch.py").declared
+    declared = system.aloha_oft().argument_names
     assert set(compose["services"]) == {"policy", "executor"}
     for name, service in compose["services"].items():
         assert service["network_mode"] == "host", f"{name}: DDS discovery needs host networking"
@@ -91,6 +93,8 @@ def test_compose_runs_both_sides_as_launched():
         arguments = [a.split(":=", 1)[0] for a in command[4:]]
         assert set(arguments) <= set(declared), f"{name}: undeclared launch arguments {set(arguments) - set(declared)}"
         assert "checkpoint" in arguments
+    calibrations = {name: [a for a in s["command"] if a.startswith("calibration:=")] for name, s in compose["services"].items()}
+    assert calibrations["policy"] == calibrations["executor"] and len(calibrations["policy"]) == 1, calibrations
     assert "run_executor:=false" in compose["services"]["policy"]["command"]
     assert "run_policy:=false" in compose["services"]["executor"]["command"]
     assert compose["services"]["policy"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,6 @@ class NodeParams:
     node_name: str
     yaml_file: str
     changed: dict  # values that differ from the node's defaults, written into a copy of the YAML
-    build_overrides: dict = field(default_factory=dict)  # needed to build the node on this machine
 
     @property
     def id(self):
@@ -43,8 +42,6 @@ NODES = [
         "oft_policy", "executor_node", "executor_node", "executor_node.yaml",
         changed={"control_rate_hz": 100.0, "drift_warn_threshold": 0.07, "chunk_policy": "blend",
                  "velocity_limits": [2.0] * 14},
-        # The default backend needs interbotix_xs_msgs, which only the robot's workspace provides.
-        build_overrides={"backend": "ros2_control"},
     ),
     NodeParams(
         "oft_sim", "aloha_sim", "aloha_sim", "aloha_sim.yaml",
@@ -70,9 +67,7 @@ _defaults_cache = {}
 
 def _declared(config: NodeParams):
     if config.id not in _defaults_cache:
-        _defaults_cache[config.id] = introspect_node(
-            config.package, config.executable, overrides=config.build_overrides
-        ).own_parameters()
+        _defaults_cache[config.id] = introspect_node(config.package, config.executable).own_parameters()
     return _defaults_cache[config.id]
 
 
@@ -116,12 +111,8 @@ def test_yaml_values_take_effect(config, tmp_path):
     edited = tmp_path / config.yaml_file
     edited.write_text(yaml.safe_dump(data))
 
-    loaded = introspect_node(
-        config.package, config.executable, params_files=[edited], overrides=config.build_overrides
-    ).parameters
+    loaded = introspect_node(config.package, config.executable, params_files=[edited]).parameters
     for name, value in _yaml_parameters(config, edited).items():
-        if name in config.build_overrides:
-            continue
         assert _same(loaded[name].value, value), f"{name}: node has {loaded[name].value!r}, file says {value!r}"
 
 
@@ -134,3 +125,16 @@ def test_executor_limits_are_the_vx300s_ones():
     assert params["position_limits_lower"] == pytest.approx(limits.lower.tolist())
     assert params["position_limits_upper"] == pytest.approx(limits.upper.tolist())
     assert params["velocity_limits"] == pytest.approx(limits.max_velocity.tolist())
+
+
+def test_parameter_file_sections_match_as_rclpy_does():
+    data = {
+        "/**": {"ros__parameters": {"use_sim_time": True}},
+        "executor_node": {"ros__parameters": {"drift": {"warn": 0.1}}},
+        "robot": {"executor_node": {"ros__parameters": {"control_rate_hz": 100.0}}},
+        "policy_node": {"ros__parameters": {"device": "cuda"}},
+    }
+    plain = [flatten_parameters(s) for s in yaml_sections_for(data, "executor_node", "/")]
+    assert plain == [{"use_sim_time": True}, {"drift.warn": 0.1}]
+    namespaced = [flatten_parameters(s) for s in yaml_sections_for(data, "executor_node", "/robot")]
+    assert namespaced == [{"use_sim_time": True}, {"control_rate_hz": 100.0}]

@@ -1,11 +1,11 @@
 """The record preset end to end: simulator -> record.launch.py's recorder -> fit_normalizer and export.
 
-The recorder command is the one record.launch.py runs where rosbag2 is absent
-(read from the file, not re-typed here). The simulator stands in for the
-follower arms and cameras; a small teleop stand-in publishes the leader arms
-(following the followers, as a leader arm does during teleoperation). The bag
-must then be accepted by `fit_normalizer` and `export` given only paths (and
-export's required instruction).
+The recorder command is the one record.launch.py and `bringup record` run
+where rosbag2 is absent (taken from the description, not re-typed here). The
+simulator stands in for the follower arms and cameras; a small teleop
+stand-in publishes the leader arms (following the followers, as a leader arm
+does during teleoperation). The bag must then be accepted by `fit_normalizer`
+and `export` given only paths (and export's required instruction).
 """
 
 from __future__ import annotations
@@ -14,94 +14,96 @@ import json
 import math
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from oft_bringup.static_launch import PackageExecutable, condition_holds, read_launch_file, resolve, resolve_text
+from oft_bringup import system
 from oft_bringup.node_interface import executable_path
+from oft_bringup.starting import process_argv
 from oft_policy import names
 
 BRINGUP = Path(__file__).resolve().parents[1]
-RECORD_LAUNCH = BRINGUP / "launch" / "record.launch.py"
 RECORDED_TOPICS = {*names.CAMERA_TOPICS, *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS}
 RECORD_SECONDS = 6.0
 
 
-def _recorder_command(output: Path, use_rosbag2: bool, use_sim_time: bool):
-    """The one command record.launch.py runs for these arguments, resolved as launch would."""
-    launch_file = read_launch_file(RECORD_LAUNCH)
-    assert not launch_file.problems, launch_file.problems
-    arguments = {"output": str(output), "use_rosbag2": str(use_rosbag2).lower(), "use_sim_time": str(use_sim_time).lower()}
-    running = [
-        p for p in launch_file.processes
-        if condition_holds(p.kwargs.get("condition"), arguments, launch_file.declared) is True
-    ]
-    assert len(running) == 1, f"{len(running)} recorders would run for {arguments}"
-    cmd = running[0].kwargs["cmd"]
-    resolved = [resolve(cmd[0], arguments, launch_file.declared)] if isinstance(cmd[0], PackageExecutable) else []
-    resolved += [resolve_text(part, arguments, launch_file.declared) for part in cmd[len(resolved):]]
-    assert all(isinstance(part, str) for part in resolved), resolved
-    return resolved
+def _recorder(output: Path, use_rosbag2: bool, use_sim_time: bool, scratch: Path, **given):
+    """The one recorder the record system starts for these arguments."""
+    arguments = {"output": str(output), "use_rosbag2": str(use_rosbag2).lower(),
+                 "use_sim_time": str(use_sim_time).lower(), **given}
+    started = system.plan(system.record(), arguments, str(scratch))
+    assert not started.nodes and not started.includes
+    assert len(started.processes) == 1, f"{len(started.processes)} recorders would run for {arguments}"
+    return started.processes[0]
+
+
+def _recorder_command(output: Path, use_rosbag2: bool, use_sim_time: bool, scratch: Path):
+    return process_argv(_recorder(output, use_rosbag2, use_sim_time, scratch))
 
 
 def test_both_recorders_record_the_same_topics(tmp_path):
     for use_sim_time in (False, True):
-        rosbag2 = _recorder_command(tmp_path / "bag", True, use_sim_time)
-        fallback = _recorder_command(tmp_path / "bag", False, use_sim_time)
+        rosbag2 = _recorder_command(tmp_path / "bag", True, use_sim_time, tmp_path)
+        fallback = _recorder_command(tmp_path / "bag", False, use_sim_time, tmp_path)
         assert rosbag2[:3] == ["ros2", "bag", "record"] and Path(fallback[0]).name == "record"
         assert rosbag2[rosbag2.index("-s") + 1] == "mcap" and fallback[fallback.index("--storage") + 1] == "mcap"
         assert ("--use-sim-time" in rosbag2) == use_sim_time == ("--use-sim-time" in fallback)
         assert rosbag2[rosbag2.index("-o") + 1] == fallback[fallback.index("--out") + 1] == str(tmp_path / "bag")
         assert set(rosbag2[rosbag2.index("-o") + 2:]) == RECORDED_TOPICS
+        assert fallback[fallback.index("--camera-topic-pattern") + 1] == names.CAMERA_TOPIC_PATTERN
         # The fallback records its default set: cameras, followers and leaders (checked in a bag below).
         assert "--no-leaders" not in fallback and "--cameras" not in fallback
     overrides = Path(rosbag2[rosbag2.index("--qos-profile-overrides-path") + 1])
+    assert overrides == Path(system.config_file(system.QOS_OVERRIDES_FILE))
     qos = yaml.safe_load(overrides.read_text())
     assert set(qos) == set(names.CAMERA_TOPICS)
     assert all(profile["reliability"] == "best_effort" for profile in qos.values())
 
 
+def test_another_camera_pattern_records_its_topics_with_a_made_overrides_file(tmp_path):
+    pattern = "/{camera}/image_raw"
+    recorder = _recorder(tmp_path / "bag", True, False, tmp_path / "scratch", camera_topic_pattern=pattern)
+    argv = process_argv(recorder)
+    topics = names.camera_topics(pattern=pattern)
+    assert set(argv[argv.index("-o") + 2:]) == {*topics, *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS}
+    overrides = argv[argv.index("--qos-profile-overrides-path") + 1]
+    ((path, text),) = recorder.writes
+    assert path == overrides and Path(path).parent == tmp_path / "scratch"
+    assert yaml.safe_load(text) == system.qos_overrides(pattern) and set(yaml.safe_load(text)) == set(topics)
+    fallback = process_argv(_recorder(tmp_path / "bag", False, False, tmp_path, camera_topic_pattern=pattern))
+    assert fallback[fallback.index("--camera-topic-pattern") + 1] == pattern
+
+
 class _TeleopLeader:
     """Publishes leader joint states that follow the follower arms with a small offset, like teleop."""
 
-    def __init__(self):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
+    def __init__(self, node):
         from sensor_msgs.msg import JointState
 
         from oft_policy.qos import SENSOR_QOS
 
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("teleop_leader_stand_in", context=self.context)
         self.published = 0
         for follower, leader in zip(names.FOLLOWER_JOINT_STATE_TOPICS, names.LEADER_JOINT_STATE_TOPICS):
-            publisher = self.node.create_publisher(JointState, leader, SENSOR_QOS)
-            self.node.create_subscription(JointState, follower, self._mirror(publisher), SENSOR_QOS)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+            publisher = node.create_publisher(JointState, leader, SENSOR_QOS)
+            node.create_subscription(JointState, follower, self._mirror(publisher), SENSOR_QOS)
 
     def _mirror(self, publisher):
+        from oft_policy.calibration import DEFAULT_CALIBRATION as rig
+
         def on_state(msg):
             phase = time.monotonic()
-            msg.position = [p + 0.05 * math.sin(phase + i) for i, p in enumerate(msg.position)]
+            position = [p + 0.05 * math.sin(phase + i) for i, p in enumerate(msg.position)]
+            # A leader's gripper joint has its own range: the follower's opening, in leader radians.
+            gripper = msg.name.index("gripper")
+            position[gripper] = float(rig.leader_gripper_joint(rig.follower_joint.normalize(msg.position[gripper])))
+            msg.position = position
             publisher.publish(msg)
             self.published += 1
 
         return on_state
-
-    def close(self):
-        self.executor.shutdown()
-        self.thread.join(timeout=5)
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 def _stop(process: subprocess.Popen, sig=signal.SIGINT, timeout=20.0):
@@ -115,11 +117,11 @@ def _stop(process: subprocess.Popen, sig=signal.SIGINT, timeout=20.0):
 
 
 @pytest.mark.slow
-def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ros_env):
+def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ros_env, spinning_node):
     bag = tmp_path / "episode_000"
     # Sim time: the bag's stamps then follow the simulator's lockstep clock, so a slow, loaded
     # machine cannot open gaps in the recording (a real robot records on wall time).
-    record_cmd = _recorder_command(bag, use_rosbag2=False, use_sim_time=True)
+    record_cmd = _recorder_command(bag, use_rosbag2=False, use_sim_time=True, scratch=tmp_path)
     sim_cmd = [
         str(executable_path("oft_sim", "aloha_sim")), "--ros-args",
         "--params-file", str(BRINGUP / "config" / "aloha_sim.yaml"),
@@ -128,10 +130,10 @@ def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ro
     sim_log = tmp_path / "aloha_sim.log"
     sim_output = sim_log.open("w")
     sim = subprocess.Popen(sim_cmd, env=ros_env, stdout=sim_output, stderr=subprocess.STDOUT)
-    leader = recorder = None
+    recorder = None
     record_log = ""
     try:
-        leader = _TeleopLeader()
+        leader = _TeleopLeader(spinning_node("teleop_leader_stand_in"))
         deadline = time.monotonic() + 60
         while leader.published < 10:
             assert sim.poll() is None, f"aloha_sim exited: {sim_log.read_text()[-2000:]}"
@@ -145,8 +147,6 @@ def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ro
     finally:
         if recorder is not None:
             _stop(recorder, signal.SIGKILL)
-        if leader is not None:
-            leader.close()
         _stop(sim)
         sim_output.close()
 

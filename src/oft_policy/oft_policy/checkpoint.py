@@ -30,6 +30,7 @@ import torch
 
 from oft_policy import names
 from oft_policy.model.config import ConfigError, OFTConfig
+from oft_policy.calibration import DEFAULT_CALIBRATION, ConventionError, check_convention, convention_record
 from oft_policy.normalization import STATS_FILENAME, NormalizationStats, StatsError
 
 FORMAT_VERSION = 1
@@ -95,6 +96,10 @@ def save_checkpoint(out_dir, model, config: OFTConfig, stats: NormalizationStats
     if stats is None:
         raise CheckpointError("a checkpoint needs its NormalizationStats; refusing to save without them")
     _check_stats_fit(stats, config)
+    try:
+        check_convention(stats.convention, "the normalization stats")
+    except ConventionError as exc:
+        raise CheckpointError(f"refusing to save a checkpoint: {exc}") from exc
     if out_dir.exists() and not overwrite:
         raise CheckpointError(f"{out_dir} already exists; pass overwrite=True to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +175,10 @@ def _read_manifest_and_config(path: Path):
     except StatsError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     _check_stats_fit(stats, config)
+    try:
+        check_convention(stats.convention, f"checkpoint {path}")
+    except ConventionError as exc:
+        raise CheckpointError(str(exc)) from exc
     return manifest, config, stats
 
 
@@ -197,6 +206,22 @@ def _load_weights(model, path: Path, scope: str) -> None:
         )
     result = model.load_state_dict(saved, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys
+
+
+def load_weights_only(model, path) -> str:
+    """A checkpoint's weights into `model` (built from the same architecture), for a warm start; its
+    normalizer and convention are not used (training brings its own). Returns the checkpoint's model id."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint directory (no {MANIFEST_FILE})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid manifest: {exc}") from exc
+    model_id = _verified_model_id(path, manifest)
+    _load_weights(model, path, manifest.get("weight_scope", "full"))
+    return model_id
 
 
 def load_policy(path, device="cpu", compile: bool = False, dtype: Optional[torch.dtype] = None) -> "OFTPolicy":
@@ -290,7 +315,8 @@ def random_stats(joint_names: Sequence[str], seed: int = 0, action_scheme: str =
     spread = rng.uniform(0.1, 0.5, size=dim)
     proprio = centre + spread * rng.standard_normal((512, dim))
     actions = proprio + 0.02 * rng.standard_normal((512, dim))
-    return NormalizationStats.fit(proprio, actions, joint_names, action_scheme=action_scheme)
+    return NormalizationStats.fit(proprio, actions, joint_names, action_scheme=action_scheme,
+                                  convention=convention_record(DEFAULT_CALIBRATION))
 
 
 def make_tiny_checkpoint(out_dir, *, joint_names: Sequence[str] = names.ALOHA_JOINT_NAMES,

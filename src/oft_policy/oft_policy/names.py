@@ -1,7 +1,9 @@
 """Names the whole suite shares: joint order, topics, services, robot names.
 
 Defined once here and imported everywhere (nodes, training, simulator,
-launch files, tests). Plain Python: importing it needs no ROS.
+launch files, tests). Plain Python: importing it needs no ROS. The defaults are
+the ALOHA ROS 2 stack's (Interbotix/aloha with interbotix_xs_sdk and
+realsense2_camera): a suite started with them talks to a real ALOHA unchanged.
 """
 
 ARM_JOINTS = (
@@ -13,7 +15,19 @@ ARM_JOINTS = (
     "wrist_rotate",
     "gripper",
 )
-"""Joint names one Interbotix vx300s arm publishes in its joint states (6 arm joints + gripper)."""
+"""The 7 per-arm dimensions of the policy (6 arm joints + the gripper), in dataset order."""
+
+ARM_GROUP_JOINTS = ARM_JOINTS[:6]
+"""The xs driver's joint group `arm`: the joints of one JointGroupCommand, in its order."""
+
+GRIPPER_JOINT = "gripper"
+"""The xs driver's single joint for the gripper motor (JointSingleCommand, radians in position modes)."""
+
+FINGER_JOINTS = ("left_finger", "right_finger")
+"""Finger slides (metres) the xs driver appends to an arm's joint states; right = -left."""
+
+DRIVER_JOINT_STATE_NAMES = ARM_JOINTS + FINGER_JOINTS
+"""The 9 names of one arm's /<robot>/joint_states, in the driver's order."""
 
 ARM_SIDES = ("left", "right")
 
@@ -27,7 +41,11 @@ FOLLOWER_JOINT_STATE_TOPICS = tuple(f"/{robot}/joint_states" for robot in FOLLOW
 LEADER_JOINT_STATE_TOPICS = tuple(f"/{robot}/joint_states" for robot in LEADER_ROBOTS)
 
 CAMERA_NAMES = ("cam_high", "cam_left_wrist", "cam_right_wrist")
-CAMERA_TOPICS = tuple(f"/{camera}/image_raw" for camera in CAMERA_NAMES)
+
+CAMERA_TOPIC_PATTERN = "/{camera}/camera/color/image_rect_raw"
+"""Image topic of a camera: realsense2_camera (4.55 and later) in the namespace of the camera's
+name with node name `camera`, as the ALOHA bringup starts it. The one setting every node, script
+and launch file takes (`camera_topic_pattern`) to follow another layout."""
 
 ACTION_CHUNK_TOPIC = "/oft/action_chunk"
 DRIFT_TOPIC = "/oft/drift"
@@ -42,15 +60,27 @@ INTERBOTIX_GROUP_COMMAND_TOPIC = "commands/joint_group"
 INTERBOTIX_SINGLE_COMMAND_TOPIC = "commands/joint_single"
 INTERBOTIX_ARM_GROUP = "arm"
 
-# ros2_control forward position controller, one per arm.
-FORWARD_POSITION_COMMAND_TOPICS = tuple(
-    f"/{robot}/forward_position_controller/commands" for robot in FOLLOWER_ROBOTS
-)
+INTERBOTIX_SERVICES = {
+    "set_operating_modes": "set_operating_modes",
+    "torque_enable": "torque_enable",
+    "get_robot_info": "get_robot_info",
+    "reboot_motors": "reboot_motors",
+}
+"""xs driver services, relative to each robot namespace."""
 
 
-def camera_topic(camera_name: str) -> str:
-    """Default image topic of a camera name (`cam_high` -> `/cam_high/image_raw`)."""
-    return f"/{camera_name}/image_raw"
+def camera_topic(camera_name: str, pattern: str = CAMERA_TOPIC_PATTERN) -> str:
+    """Image topic of a camera name under `pattern` (`cam_high` -> `/cam_high/camera/color/image_rect_raw`)."""
+    if "{camera}" not in pattern:
+        raise ValueError(f"camera topic pattern {pattern!r} must contain {{camera}}")
+    return pattern.format(camera=camera_name)
+
+
+def camera_topics(cameras=CAMERA_NAMES, pattern: str = CAMERA_TOPIC_PATTERN) -> tuple:
+    return tuple(camera_topic(camera, pattern) for camera in cameras)
+
+
+CAMERA_TOPICS = camera_topics()
 
 
 def arm_joint_names(side: str) -> tuple:

@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -102,6 +102,7 @@ class NormalizationStats:
     action_scheme: str = "min_max"
     eps: float = 1e-8
     zero_variance_proprio: tuple = field(default=())
+    convention: Optional[dict] = None  # oft_policy.calibration.convention_record of the data it was fitted on
 
     def __post_init__(self):
         if self.action_scheme not in ACTION_SCHEMES:
@@ -121,8 +122,9 @@ class NormalizationStats:
         joint_names: Sequence[str],
         action_scheme: str = "min_max",
         eps: float = 1e-8,
+        convention: Optional[dict] = None,
     ) -> "NormalizationStats":
-        """Fit from [N, D] proprio samples and [M, D] action samples."""
+        """Fit from [N, D] proprio samples and [M, D] action samples (in `convention`)."""
         proprio_stats = FeatureStats.fit(proprio)
         action_stats = FeatureStats.fit(actions)
         zero_var = tuple(
@@ -137,6 +139,7 @@ class NormalizationStats:
             action_scheme=action_scheme,
             eps=eps,
             zero_variance_proprio=zero_var,
+            convention=convention,
         )
 
     @property
@@ -199,6 +202,7 @@ class NormalizationStats:
             "zero_variance_proprio": list(self.zero_variance_proprio),
             "proprio": self.proprio.to_dict(),
             "action": self.action.to_dict(),
+            **({"convention": self.convention} if self.convention is not None else {}),
         }
 
     @classmethod
@@ -221,6 +225,7 @@ class NormalizationStats:
             action_scheme=str(data["action_scheme"]),
             eps=eps,
             zero_variance_proprio=tuple(data.get("zero_variance_proprio", ())),
+            convention=data.get("convention"),
         )
 
     def save(self, path) -> Path:

@@ -14,8 +14,7 @@ from oft_policy.nodes.conversions import (
     chunk_to_msg,
     compressed_to_rgb,
     image_to_rgb,
-    joint_state_index_map,
-    positions_by_name,
+    follower_state_reader,
     rgb_to_image,
 )
 from oft_policy.runtime import Chunk
@@ -76,11 +75,19 @@ def test_rgb_image_message_and_compressed_png_round_trip():
     assert np.array_equal(compressed_to_rgb(CompressedImage(format="png", data=buffer.getvalue())), rgb)
 
 
-def test_joint_states_map_by_name_ignoring_extras():
-    index_map = joint_state_index_map(ARM_JOINTS, ALOHA_JOINT_NAMES[7:], 7)
-    msg = JointState(name=["left_finger", "gripper", "waist", "right_waist"], position=[9.0, 0.5, 0.1, 0.2])
-    columns, values = positions_by_name(msg, index_map)
-    assert dict(zip(columns, values)) == {13: 0.5, 7: 0.2}  # 'right_waist' is the same column as 'waist'
+def test_driver_joint_states_are_read_by_name_into_the_convention():
+    from oft_policy.calibration import DEFAULT_CALIBRATION, ConventionError
+
+    read = follower_state_reader(DEFAULT_CALIBRATION, arm=1)
+    finger = DEFAULT_CALIBRATION.follower_finger.denormalize(0.25)
+    msg = JointState(name=["right_finger", "left_finger", "gripper", "wrist_rotate", "wrist_angle", "forearm_roll",
+                           "elbow", "shoulder", "waist"],
+                     position=[-finger, finger, 1.0, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    columns, values = read(msg)
+    assert columns == list(range(7, 14))
+    assert np.allclose(values, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.25])  # the gripper observed from left_finger
+    with pytest.raises(ConventionError, match="left_finger"):
+        read(JointState(name=list(ARM_JOINTS), position=[0.0] * 7))  # a 7-name state: no finger
 
 
 # ---- inputs and trigger --------------------------------------------------------------------

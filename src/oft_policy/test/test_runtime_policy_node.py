@@ -14,6 +14,7 @@ from lifecycle_msgs.msg import Transition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_runtime_support as support  # noqa: E402
 
+from oft_policy.calibration import DEFAULT_CALIBRATION, convention_record  # noqa: E402
 from oft_policy.names import ALOHA_JOINT_NAMES, CAMERA_NAMES  # noqa: E402
 from oft_policy.normalization import NormalizationStats  # noqa: E402
 
@@ -36,7 +37,7 @@ def checkpoint(tmp_path_factory):
 
     torch.set_num_threads(1)
     samples = np.random.default_rng(0).uniform(-0.3, 0.3, size=(256, D))
-    stats = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES)
+    stats = NormalizationStats.fit(samples, samples, ALOHA_JOINT_NAMES, convention=convention_record(DEFAULT_CALIBRATION))
     return make_tiny_checkpoint(tmp_path_factory.mktemp("policy") / "ckpt", stats=stats, chunk_size=CHUNK,
                                 control_period_s=PERIOD)
 
@@ -76,9 +77,9 @@ def test_configure_fails_with_a_clear_reason(ros_env, harness, tmp_path):
 
 def test_publishes_fresh_chunks_only_while_active(ros_env, harness, tmp_path, checkpoint):
     with ExitStack() as stack:
-        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES)
+        robot = support.FakeRobot(ros_env, tmp_path, cameras=CAMERA_NAMES)
         stack.callback(robot.stop)
-        start(stack, support.start_node(EXECUTOR, {"backend": "ros2_control"}, ros_env, tmp_path / "executor.log"))
+        start(stack, support.start_node(EXECUTOR, {}, ros_env, tmp_path / "executor.log"))
         start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy.log"))
         time.sleep(0.5)
         assert harness.chunk_count() == 0, "an unconfigured policy node published"
@@ -114,7 +115,7 @@ def test_publishes_fresh_chunks_only_while_active(ros_env, harness, tmp_path, ch
 
 def test_compressed_images(ros_env, harness, tmp_path, checkpoint):
     with ExitStack() as stack:
-        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES, compressed=True)
+        robot = support.FakeRobot(ros_env, tmp_path, cameras=CAMERA_NAMES, compressed=True)
         stack.callback(robot.stop)
         start(stack, support.start_node(POLICY, policy_params(checkpoint, compressed_images=True), ros_env,
                                         tmp_path / "policy.log"))
@@ -124,7 +125,7 @@ def test_compressed_images(ros_env, harness, tmp_path, checkpoint):
 
 def test_stale_inputs_publish_nothing_and_say_why(ros_env, harness, tmp_path, checkpoint):
     with ExitStack() as stack:
-        robot = support.FakeRobot(ros_env, tmp_path, "forward_position")  # joint states, no cameras
+        robot = support.FakeRobot(ros_env, tmp_path)  # joint states, no cameras
         stack.callback(robot.stop)
         start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy.log"))
         bring_up(harness)
@@ -141,9 +142,9 @@ def test_stale_inputs_publish_nothing_and_say_why(ros_env, harness, tmp_path, ch
 @pytest.mark.slow
 def test_executor_holds_when_the_policy_dies_and_resumes_with_a_new_one(ros_env, harness, tmp_path, checkpoint):
     with ExitStack() as stack:
-        robot = support.FakeRobot(ros_env, tmp_path, "forward_position", cameras=CAMERA_NAMES)
+        robot = support.FakeRobot(ros_env, tmp_path, cameras=CAMERA_NAMES)
         stack.callback(robot.stop)
-        start(stack, support.start_node(EXECUTOR, {"backend": "ros2_control"}, ros_env, tmp_path / "executor.log"))
+        start(stack, support.start_node(EXECUTOR, {}, ros_env, tmp_path / "executor.log"))
         first = start(stack, support.start_node(POLICY, policy_params(checkpoint), ros_env, tmp_path / "policy1.log"))
         bring_up(harness)
         support.wait_for(lambda: harness.chunk_count() >= 3, 30.0, what="chunks from the first policy")

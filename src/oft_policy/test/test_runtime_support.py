@@ -1,10 +1,7 @@
 """Helpers for the runtime's ROS tests (no tests here).
 
-- `interbotix_overlay_env`: builds the interface-compatible interbotix_xs_msgs
-  fixture (tests/fixtures/) once per session into a temporary directory and
-  returns an environment with it sourced.
-- `FakeRobot`: runs oft_policy.nodes.fake_robot (the driver-interface stand-in)
-  as a subprocess, sets its offset through stdin and reads the commands it recorded.
+- `FakeRobot`: runs oft_policy.testing.fake_robot (the emulated xs drivers) as a
+  subprocess, sets its offset through stdin and reads the commands it recorded.
 - `RosHarness`: an in-process rclpy node on a spinning thread that publishes
   chunks, collects ExecutorStatus / DriftReport / chunks and calls services.
 - `start_node` / `stop_process`: node subprocesses, killed by pid.
@@ -14,14 +11,11 @@ Test modules import this file by path (pytest runs with --import-mode=importlib)
 
 from __future__ import annotations
 
-import atexit
 import copy
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,38 +24,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-FIXTURE_PACKAGE = REPO / "tests" / "fixtures" / "interbotix_xs_msgs"
-
-_OVERLAY_CACHE: dict = {}
-
-
-# ---- the interbotix_xs_msgs fixture overlay -------------------------------------
-def interbotix_overlay_env(base_env: dict) -> dict:
-    """`base_env` plus the fixture interbotix_xs_msgs overlay (built once per process)."""
-    if "env" not in _OVERLAY_CACHE:
-        work = Path(tempfile.mkdtemp(prefix="oft_interbotix_fixture_"))
-        atexit.register(shutil.rmtree, work, True)
-        shutil.copytree(FIXTURE_PACKAGE, work / "src" / "interbotix_xs_msgs")
-        result = subprocess.run(
-            [sys.executable, "-m", "colcon", "build", "--event-handlers", "console_cohesion-", "status-",
-             "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"],
-            cwd=work, env=base_env, capture_output=True, text=True, timeout=300,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"building the interbotix_xs_msgs fixture failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        dump = subprocess.run(
-            ["bash", "-c", f"source '{work}/install/local_setup.bash' && env -0"],
-            env=base_env, capture_output=True, timeout=60, check=True,
-        )
-        env = dict(item.split("=", 1) for item in dump.stdout.decode().split("\0") if "=" in item)
-        _OVERLAY_CACHE["env"] = env
-    env = dict(base_env)
-    for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH"):
-        if key in _OVERLAY_CACHE["env"]:
-            env[key] = _OVERLAY_CACHE["env"][key]
-    return env
-
-
 # ---- processes ----------------------------------------------------------------------
 def ros_args(params: dict) -> list:
     args = ["--ros-args"]
@@ -118,12 +80,13 @@ def describe_status(status) -> str:
 class FakeRobot:
     """The fake robot subprocess; `commands()` reads what it recorded so far."""
 
-    def __init__(self, env: dict, workdir: Path, backend: str = "interbotix", initial: float = 0.0,
-                 cameras: tuple = (), rate_hz: float = 100.0, compressed: bool = False):
-        self.out = workdir / f"fake_robot_{backend}_{time.monotonic_ns()}.jsonl"
+    def __init__(self, env: dict, workdir: Path, initial: float = 0.0, cameras: tuple = (), rate_hz: float = 100.0,
+                 compressed: bool = False, services: bool = True):
+        self.out = workdir / f"fake_robot_{time.monotonic_ns()}.jsonl"
         self.matched_file = self.out.with_suffix(".matched")
-        cmd = [sys.executable, "-m", "oft_policy.nodes.fake_robot", "--backend", backend, "--initial", str(initial),
-               "--record", str(self.out), "--matched-file", str(self.matched_file), "--rate", str(rate_hz), "--camera-rate", "30", "--stdin-control"]
+        cmd = [sys.executable, "-m", "oft_policy.testing.fake_robot", "--initial", str(initial),
+               "--record", str(self.out), "--matched-file", str(self.matched_file), "--rate", str(rate_hz),
+               "--camera-rate", "30", "--stdin-control"] + ([] if services else ["--no-services"])
         if cameras:
             cmd += ["--cameras", ",".join(cameras)] + (["--compressed"] if compressed else [])
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -144,19 +107,23 @@ class FakeRobot:
         return [json.loads(line) for line in lines if line.endswith("}")]
 
     def full_commands(self, arms: int = 2) -> list:
-        """(receive time, full command vector) per control tick. The k-th message of each
-        (arm, kind) stream belongs to tick k (every stream gets one message per tick)."""
+        """(receive time, full command vector in the policy's convention) per control tick. The k-th
+        message of each (arm, kind) stream belongs to tick k (every stream gets one message per tick);
+        the gripper's radians go back to an opening through the fake robot's calibration (aloha2)."""
+        from oft_policy.calibration import DEFAULT_CALIBRATION
+
         streams = {}
         for record in self.commands():
             streams.setdefault((record["arm"], record["kind"]), []).append(record)
-        kinds = ("group", "single") if any(kind == "group" for _, kind in streams) else (
-            "array" if any(kind == "array" for _, kind in streams) else "trajectory",)
-        keys = [(arm, kind) for arm in range(arms) for kind in kinds]
+        keys = [(arm, kind) for arm in range(arms) for kind in ("group", "single")]
         count = min((len(streams.get(key, [])) for key in keys), default=0)
         ticks = []
         for k in range(count):
             records = [streams[key][k] for key in keys]
             vector = np.concatenate([r["values"] for r in records]).astype(np.float64)
+            grippers = np.arange(6, vector.size, 7)
+            # The driver's float32 radians carry the opening to about 1e-7: rounded back to the chunk's values.
+            vector[grippers] = np.round(DEFAULT_CALIBRATION.follower_joint.normalize(vector[grippers]), 6)
             ticks.append((max(r["t"] for r in records), vector))
         return ticks
 

@@ -90,7 +90,9 @@ class LoopRecord:
     tick_stamps_s: List[List[float]] = field(default_factory=list)
     command_wall_s: List[List[float]] = field(default_factory=list)
     drift: List[DriftTrace] = field(default_factory=list)
-    frames: Dict[int, np.ndarray] = field(default_factory=dict)  # cam_high of the recorded episode, by stamp (ns)
+    # The recorded episode: per stamp (ns) each camera's frame, and the simulator's (step, reward).
+    frames: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)
+    frame_labels: Dict[int, Tuple[int, float]] = field(default_factory=dict)
 
     def period_errors_ms(self, realtime: bool) -> List[float]:
         """Executor tick period error: wall-clock command spacing in realtime mode, else the
@@ -132,8 +134,8 @@ class ClosedLoop:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
+        from interbotix_xs_msgs.msg import JointGroupCommand
         from sensor_msgs.msg import Image
-        from std_msgs.msg import Float64MultiArray
 
         from oft_policy.qos import SENSOR_QOS, STATUS_QOS
         from oft_sim.sim_client import SimClient
@@ -146,12 +148,15 @@ class ClosedLoop:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.sim = SimClient(self.node, self.spin)
-        self.node.create_subscription(Image, names.CAMERA_TOPICS[0], self._on_image, SENSOR_QOS)
+        for camera in names.CAMERA_NAMES:
+            self.node.create_subscription(Image, names.camera_topic(camera), lambda m, c=camera: self._on_image(c, m),
+                                          SENSOR_QOS)
         self.node.create_subscription(ActionChunk, names.ACTION_CHUNK_TOPIC, self._on_chunk, STATUS_QOS)
         self.node.create_subscription(DriftReport, names.DRIFT_TOPIC, self._on_drift, STATUS_QOS)
         self.node.create_subscription(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, self._on_status, STATUS_QOS)
         self.node.create_subscription(
-            Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[0], self._on_command, STATUS_QOS
+            JointGroupCommand, f"/{names.FOLLOWER_ROBOTS[0]}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}", self._on_command,
+            STATUS_QOS,
         )
 
     def start(self) -> None:
@@ -237,7 +242,7 @@ class ClosedLoop:
         self.record.tick_stamps_s.append([])
         self.record.command_wall_s.append([])
         executor_params = {
-            "backend": "ros2_control",
+            "backend": "interbotix",
             "use_sim_time": True,
             "stats_path": str(Path(s.checkpoint).resolve() / STATS_FILENAME),
             # Lockstep: the simulator's steps drive the ticks, each with that step's joint states.
@@ -246,7 +251,8 @@ class ClosedLoop:
         if s.drift_critical_threshold is not None:
             executor_params["drift_critical_threshold"] = float(s.drift_critical_threshold)
         self._executor_proc = self._start("executor_node", "oft_policy", "oft_policy.nodes.executor_node", executor_params)
-        self._wait(lambda: self._executor_seen, 120.0, "the executor node", self._executor_proc)
+        self._wait(lambda: self._executor_seen, 120.0, "the executor node to set up the follower drivers",
+                   self._executor_proc)
         # Its chunk subscription discovered too (observer, executor, and the simulator in lockstep), or
         # the first chunk may be published before the executor can receive it and wait for a retry.
         readers = 2 if s.realtime else 3
@@ -281,12 +287,16 @@ class ClosedLoop:
 
     # --- observer callbacks ----------------------------------------------------------------------
 
-    def _on_image(self, msg) -> None:
+    def _on_image(self, camera: str, msg) -> None:
         stamp_ns = time_to_nanoseconds(msg.header.stamp)
-        self.record.latency.on_image(stamp_ns, time.monotonic())
+        if camera == names.CAMERA_NAMES[0]:
+            self.record.latency.on_image(stamp_ns, time.monotonic())
         if self._recording_frames:
             frame = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
-            self.record.frames.setdefault(stamp_ns, frame.copy())  # a held simulator repeats its frame
+            self.record.frames.setdefault(stamp_ns, {}).setdefault(camera, frame.copy())  # a held sim repeats frames
+            episode = self.sim.episode or {}
+            if episode.get("sim_time_ns") == stamp_ns:
+                self.record.frame_labels[stamp_ns] = (int(episode["step"]), float(episode["reward"]))
 
     def _on_chunk(self, msg) -> None:
         stamp_ns = time_to_nanoseconds(msg.header.stamp)
@@ -316,7 +326,7 @@ class ClosedLoop:
             self._trace.add((stamp_ns - self._episode_start_ns) * 1e-9, msg.trend, msg.warn_threshold, msg.critical_threshold)
 
     def _on_status(self, msg) -> None:
-        self._executor_seen = True
+        self._executor_seen = self._executor_seen or bool(msg.driver_ready)
         if msg.state == msg.HALTED and not self._halted:
             self._halted = msg.reason or "halted"  # the episode ends: only ~/resume would re-arm it
 

@@ -1,12 +1,20 @@
-"""Scripted demonstrations recorded through ROS: the scripted joint trajectory goes to the
-`aloha_sim` node over the ros2_control command topics while the suite's recorder
-(`oft_training.recording.BagRecorder`) writes one rosbag2 per episode.
+"""Scripted demonstrations recorded as a teleoperation session on a real ALOHA is recorded.
 
-Lockstep handshake per control step k: publish the commanded action on
-/oft/commanded_action, wait until the recorder has it (so it is filed under the
-sim time of the observation it was computed for), publish both arms' commands,
-wait for the simulator's episode record of step k+1. Only successful episodes
-are kept (as episode_000, episode_001, ...); the output appears only when done.
+The scripted trajectory plays the operator's leader arms: each control step it is
+published as the leaders' joint states (`/leader_left/joint_states`, 9 names, the
+gripper as the leader gripper joint in radians), and the followers are commanded from
+it as ALOHA's teleoperation does, through the emulated xs drivers of `aloha_sim`
+(group `arm` and single `gripper`, the gripper mapped leader -> follower through the
+calibration), after setting up the followers' operating modes as ALOHA's scripts do.
+The suite's recorder (`oft_training.recording.BagRecorder`) writes one rosbag2 per
+episode with the realsense camera topics and the follower and leader joint states,
+exactly what `record` writes on the real robot.
+
+Lockstep handshake per control step k: publish the leaders' states, wait until the
+recorder has them (so they are filed under the sim time of the observation they were
+computed for), command both followers, wait for the simulator's episode record of
+step k+1. Only successful episodes are kept (as episode_000, episode_001, ...); the
+output appears only when done.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from oft_policy import names
+from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, arm_command
 from oft_sim import interface
 from oft_sim.processes import NodeProcess, node_command, ros_args
 from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
@@ -44,21 +53,23 @@ def plan_episode(planner: AlohaSim, seed: int, steps: int) -> np.ndarray:
     return scripted_trajectory(planner, steps)
 
 
-class _Driver:
-    """The demonstrator's rclpy side: command publishers, recorder, simulator client."""
+class _Teleoperation:
+    """The demonstrator's rclpy side: leader arms, follower commands, recorder, simulator client."""
 
-    def __init__(self, cameras: Sequence[str], storage: str):
+    def __init__(self, cameras: Sequence[str], storage: str, calibration: Calibration):
         import rclpy
+        from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
-        from std_msgs.msg import Float64MultiArray
+        from sensor_msgs.msg import JointState
 
         from oft_policy.qos import STATUS_QOS
         from oft_sim.sim_client import SimClient
-        from oft_training.recording import COMMANDED_ACTION_TOPIC, BagRecorder, default_topics
+        from oft_training.recording import BagRecorder, default_topics
 
         self._rclpy = rclpy
+        self.calibration = calibration
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node(
@@ -68,16 +79,17 @@ class _Driver:
         )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.message = Float64MultiArray
-        self.arm_pubs = [
-            self.node.create_publisher(Float64MultiArray, t, STATUS_QOS) for t in names.FORWARD_POSITION_COMMAND_TOPICS
+        self._types = JointGroupCommand, JointSingleCommand, JointState
+        self.follower_pubs = [
+            (self.node.create_publisher(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}", STATUS_QOS),
+             self.node.create_publisher(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}", STATUS_QOS))
+            for robot in names.FOLLOWER_ROBOTS
         ]
-        self.commanded_topic = COMMANDED_ACTION_TOPIC
-        self.commanded_pub = self.node.create_publisher(Float64MultiArray, COMMANDED_ACTION_TOPIC, STATUS_QOS)
+        self.leader_pubs = [self.node.create_publisher(JointState, topic, STATUS_QOS)
+                            for topic in names.LEADER_JOINT_STATE_TOPICS]
         topics = default_topics(
             cameras=cameras,
-            leaders=False,
-            commanded_action=True,
+            leaders=True,
             extra={interface.REWARD_TOPIC: "std_msgs/msg/Float32", interface.SUCCESS_TOPIC: "std_msgs/msg/Bool"},
         )
         self.recorder = BagRecorder(self.node, topics, storage=storage)
@@ -93,6 +105,11 @@ class _Driver:
                 raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
             self.spin(0.005)
 
+    def set_up_followers(self) -> None:
+        from oft_policy.nodes.services import set_up_xs_followers
+
+        set_up_xs_followers(self.node, self.spin, names.FOLLOWER_ROBOTS)
+
     def wait_for_sim_clock(self, seed: int, attempts: int = 20) -> None:
         """Reset until this node has seen a /clock message. Until it has, its clock reads 0 and the
         recorder skips what arrives, which would cost the first episode its first observation."""
@@ -105,14 +122,35 @@ class _Driver:
                 continue
         raise TimeoutError(f"no /clock from the simulator after {attempts} resets")
 
+    def publish_leaders(self, action: np.ndarray) -> None:
+        """The leader arms holding `action` (the convention) as their drivers would report it."""
+        joint_state = self._types[2]
+        stamp = self.node.get_clock().now().to_msg()
+        for side, pub in enumerate(self.leader_pubs):
+            arm = action[7 * side: 7 * side + 7]
+            finger = float(self.calibration.leader_finger.denormalize(arm[6]))
+            position = [*map(float, arm[:6]), float(self.calibration.leader_gripper_joint(arm[6])), finger, -finger]
+            msg = joint_state(name=list(names.DRIVER_JOINT_STATE_NAMES), position=position)
+            msg.header.stamp = stamp
+            pub.publish(msg)
+
+    def command_followers(self, action: np.ndarray) -> None:
+        """ALOHA's teleoperation: follower arm joints = leader's; follower gripper joint from the leader's fraction."""
+        group_type, single_type, _ = self._types
+        for side, (group_pub, single_pub) in enumerate(self.follower_pubs):
+            arm, gripper = arm_command(action[7 * side: 7 * side + 7], self.calibration)
+            group_pub.publish(group_type(name=names.INTERBOTIX_ARM_GROUP, cmd=arm))
+            single_pub.publish(single_type(name=names.GRIPPER_JOINT, cmd=gripper))
+
     def run_episode(self, seed: int, trajectory: np.ndarray, bag_dir: Path) -> Tuple[bool, int, Dict[str, int]]:
+        leader_topics = names.LEADER_JOINT_STATE_TOPICS
         with self.recorder.recording(bag_dir) as summary:
             self.sim.reset(seed)
             for k, action in enumerate(trajectory):
-                self.commanded_pub.publish(self.message(data=action.tolist()))
-                self.wait(lambda: self.recorder.message_counts.get(self.commanded_topic, 0) > k, 5.0, "the recorder")
-                for arm, pub in enumerate(self.arm_pubs):
-                    pub.publish(self.message(data=action[7 * arm : 7 * arm + 7].tolist()))
+                self.publish_leaders(action)
+                self.wait(lambda: all(self.recorder.message_counts.get(t, 0) > k for t in leader_topics), 5.0,
+                          "the recorder")
+                self.command_followers(action)
                 self.wait(lambda: self.sim.steps > k, 20.0, f"simulator step {k + 1}")
             end = time.monotonic() + 0.3  # let the last images and records arrive
             while time.monotonic() < end:
@@ -137,6 +175,7 @@ def record_scripted_demos(
     storage: str = "mcap",
     steps: int = EPISODE_STEPS,
     log: Callable[[str], None] = print,
+    calibration: Calibration = DEFAULT_CALIBRATION,
 ) -> List[DemoEpisode]:
     """Run `episodes` scripted episodes (seeds first_seed..) through the aloha_sim node and
     keep one bag per successful episode under out_dir. Returns every attempt."""
@@ -158,6 +197,7 @@ def record_scripted_demos(
         "image_width": image_size[1],
         "cameras": list(cameras),
         "step_timeout_s": 30.0,  # the demonstrator drives every step
+        "calibration": calibration.name,
     }
     sim = NodeProcess(
         "aloha_sim",
@@ -167,8 +207,9 @@ def record_scripted_demos(
     driver = None
     results: List[DemoEpisode] = []
     try:
-        driver = _Driver(cameras, storage)
+        driver = _Teleoperation(cameras, storage, calibration)
         driver.sim.wait_until_ready(timeout_s=60.0)
+        driver.set_up_followers()
         driver.wait_for_sim_clock(first_seed)
         for seed in range(first_seed, first_seed + episodes):
             trajectory = plan_episode(planner, seed, steps)
@@ -200,6 +241,7 @@ def record_scripted_demos(
         "successful": sum(r.success for r in results),
         "image_size": list(image_size),
         "cameras": list(cameras),
+        "calibration": calibration.to_dict(),
         "episodes": [asdict(r) for r in results],
     }
     (staging / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2))

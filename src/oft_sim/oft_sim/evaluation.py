@@ -150,6 +150,29 @@ def plot_drift(traces: Sequence[DriftTrace], path) -> Path:
     return path
 
 
+def rollout_frames(frames: Dict[int, Dict[str, np.ndarray]], labels: Dict[int, tuple], cameras: Sequence[str],
+                   scale: int = 3) -> list:
+    """One picture per sim step: the cameras side by side, enlarged `scale` times (nearest), with the
+    step and reward written on top; steps missing a camera are left out."""
+    from PIL import Image, ImageDraw
+
+    pictures, last_label = [], (0, 0.0)
+    for stamp in sorted(frames):
+        views = frames[stamp]
+        if not all(camera in views for camera in cameras):
+            continue
+        row = np.concatenate([views[camera] for camera in cameras], axis=1)
+        big = np.repeat(np.repeat(row, scale, axis=0), scale, axis=1)
+        picture = Image.fromarray(np.ascontiguousarray(big))
+        last_label = labels.get(stamp, last_label)
+        step, reward = last_label
+        draw = ImageDraw.Draw(picture)
+        draw.rectangle([0, 0, picture.width, 18], fill=(0, 0, 0))
+        draw.text((6, 3), f"step {step:4d}   reward {reward:.0f} / 4   {'   '.join(cameras)}", fill=(255, 255, 255))
+        pictures.append(np.asarray(picture))
+    return pictures
+
+
 def write_video(frames: Sequence[np.ndarray], path, fps: int = 50) -> Path:
     """H.264 mp4 of uint8 RGB frames (sizes rounded down to even, as yuv420p needs)."""
     import av

@@ -1,7 +1,7 @@
 """Command bookkeeping and the lockstep rule of the simulator node (plain Python, no ROS).
 
 Lockstep rule: physics advances one 20 ms control step as soon as every arm
-has received a command since the previous step (the executor, ticking on the
+has received a command (arm group and gripper) since the previous step (the executor, ticking on the
 simulator's /clock or joint states, sends one command per arm per tick), or, when
 no complete command set arrives, after `step_timeout_s` of wall time (so nodes that
 are idle or waiting still see time move). A slow machine therefore slows sim time
@@ -26,50 +26,60 @@ JOINTS_PER_ARM = len(ARM_JOINTS)  # 6 arm joints + gripper
 
 
 class CommandBuffer:
-    """Latest joint-position target of both arms (14 values, ALOHA order).
+    """Latest joint-position target of both arms (14 values, ALOHA order: arm rad, gripper opening 0..1).
 
-    Partial commands (Interbotix: 6 arm joints, then the gripper on its own) update
-    their part; an arm counts as commanded for this step once its arm joints arrived.
-    Malformed commands raise ValueError and change nothing.
+    The driver takes an arm's 6 joints (group `arm`) and its gripper (single `gripper`) as
+    two commands; an arm counts as commanded for this step once both arrived, so a step
+    never falls between the two halves of one tick. A gripper command the driver refused
+    still counts as received (the driver got it and keeps the old goal). Malformed values
+    raise ValueError and change nothing.
     """
+
+    PARTS = ("arm", "gripper")
 
     def __init__(self, initial: Sequence[float]):
         self.target = np.array(initial, dtype=np.float64)
         if self.target.shape != (JOINTS_PER_ARM * len(ARM_SIDES),):
             raise ValueError(f"initial target must have {JOINTS_PER_ARM * len(ARM_SIDES)} values")
-        self._fresh = [False] * len(ARM_SIDES)
+        self._fresh = np.zeros((len(ARM_SIDES), len(self.PARTS)), dtype=bool)
         self.received = 0
 
     def reset(self, initial: Sequence[float]) -> None:
         self.target[:] = initial
-        self._fresh = [False] * len(ARM_SIDES)
-
-    def set_arm(self, arm: int, values: Sequence[float]) -> None:
-        """All 7 values of one arm (ros2_control forward position controller)."""
-        self._write(arm, 0, values, JOINTS_PER_ARM)
+        self._fresh[:] = False
 
     def set_arm_joints(self, arm: int, values: Sequence[float]) -> None:
-        """The 6 arm joints (Interbotix group 'arm'); the gripper keeps its target."""
+        """The 6 arm joints (group 'arm'); the gripper keeps its target."""
         self._write(arm, 0, values, JOINTS_PER_ARM - 1)
+        self._fresh[arm, 0] = True
 
-    def set_gripper(self, arm: int, value: float) -> None:
-        """The gripper alone (Interbotix single 'gripper'): normalized 0 closed .. 1 open."""
-        self._write(arm, JOINTS_PER_ARM - 1, [value], 1, counts_as_step=False)
+    def set_gripper(self, arm: int, opening: float) -> None:
+        """The gripper alone: opening 0 closed .. 1 open."""
+        self._write(arm, JOINTS_PER_ARM - 1, [opening], 1)
+        self._fresh[arm, 1] = True
+
+    def gripper_refused(self, arm: int) -> None:
+        self._check_arm(arm)
+        self._fresh[arm, 1] = True
 
     def all_fresh(self) -> bool:
-        return all(self._fresh)
+        return bool(self._fresh.all())
 
     def any_fresh(self) -> bool:
-        return any(self._fresh)
+        return bool(self._fresh.any())
 
     def consume(self) -> np.ndarray:
         """The target for the next step; marks every arm as waiting for its next command."""
-        self._fresh = [False] * len(ARM_SIDES)
+        self._fresh[:] = False
         return self.target.copy()
 
-    def _write(self, arm: int, start: int, values, expected: int, counts_as_step: bool = True) -> None:
+    @staticmethod
+    def _check_arm(arm: int) -> None:
         if not 0 <= arm < len(ARM_SIDES):
             raise ValueError(f"arm index {arm} out of range")
+
+    def _write(self, arm: int, start: int, values, expected: int) -> None:
+        self._check_arm(arm)
         array = np.asarray(values, dtype=np.float64).reshape(-1)
         if array.size != expected:
             raise ValueError(f"{ARM_SIDES[arm]} arm command needs {expected} values, got {array.size}")
@@ -78,8 +88,6 @@ class CommandBuffer:
         offset = arm * JOINTS_PER_ARM + start
         self.target[offset : offset + expected] = array
         self.received += 1
-        if counts_as_step:
-            self._fresh[arm] = True
 
 
 class StepGate:

@@ -18,6 +18,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from oft_policy.nodes.conversions import time_to_nanoseconds
+from oft_policy.nodes.services import call_with_deadline
 from oft_policy.qos import STATUS_QOS
 from oft_sim import interface
 
@@ -69,13 +70,7 @@ class SimClient:
         return self.episode
 
     def _call(self, client, request, timeout_s: float):
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
-            self.spin(0.05)
-        return future.result()
+        return call_with_deadline(client, request, self.spin, timeout_s)
 
     def _on_episode(self, msg: String) -> None:
         record = json.loads(msg.data)

@@ -8,16 +8,17 @@ MSAA on every step (about 131 ms) whether or not anyone looks, and declares
 a wrong action space. Here a step is physics only (about 0.3 ms) and images
 are rendered on request, at the caller's resolution, without shadows or MSAA.
 
-Units (the suite's ALOHA convention, `names.ALOHA_JOINT_NAMES` order):
-arm joints in radians; each gripper normalized, 0 = closed .. 1 = open,
-from the finger slide position (x - 0.01844) / (0.058 - 0.01844).
+Units: the policy's convention (`oft_policy.calibration`), `names.ALOHA_JOINT_NAMES`
+order: arm joints in radians; each gripper as its opening, 0 = closed .. 1 = open, the
+scene's finger slide position (x - 0.01844) / (0.058 - 0.01844). The simulator node
+turns these into the real driver's units with a calibration (`oft_sim.xs_driver`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -156,14 +157,21 @@ class AlohaSim:
         self.max_reward = self.reward
         self.last_action = self.joint_positions()
 
-    def step(self, action) -> int:
+    def step(self, action, at_midpoint: Optional[Callable[[], None]] = None) -> int:
         """Hold `action` (14 joint targets) for one control period; returns the reward after it.
 
-        A malformed action raises ValueError and changes nothing.
+        `at_midpoint` runs halfway through the period (a driver publishing joint states at twice
+        the control rate). A malformed action raises ValueError and changes nothing.
         """
         values = validate_action(action)
         self.physics.data.ctrl[:] = action_to_ctrl(values)
-        self.physics.step(self._substeps)
+        if at_midpoint is None:
+            self.physics.step(self._substeps)
+        else:
+            half = self._substeps // 2
+            self.physics.step(half)
+            at_midpoint()
+            self.physics.step(self._substeps - half)
         self.last_action = values
         self.steps += 1
         self.reward = self._compute_reward()

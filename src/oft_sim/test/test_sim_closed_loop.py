@@ -9,6 +9,7 @@ joints moved toward what the policy asked for.
 import numpy as np
 import pytest
 
+from oft_policy.calibration import DEFAULT_CALIBRATION, convention_record
 from oft_policy import names
 from oft_policy.normalization import NormalizationStats
 from oft_sim.closed_loop import ClosedLoop, LoopSettings
@@ -30,7 +31,8 @@ def checkpoint(tmp_path_factory):
     proprio = start + 0.05 * rng.standard_normal((256, 14))
     offset = np.tile([0.3, 0.3, -0.3, 0.0, 0.3, 0.0, 0.0], 2)
     actions = start + offset + rng.uniform(-0.4, 0.4, (256, 14))
-    stats = NormalizationStats.fit(proprio, actions, names.ALOHA_JOINT_NAMES, action_scheme="min_max")
+    stats = NormalizationStats.fit(proprio, actions, names.ALOHA_JOINT_NAMES, action_scheme="min_max",
+                                   convention=convention_record(DEFAULT_CALIBRATION))
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", chunk_size=10, stats=stats), start
 
 
@@ -42,13 +44,13 @@ def test_policy_drives_the_simulated_arms(checkpoint, tmp_path):
     loop = ClosedLoop(settings)
     from oft_msgs.msg import ActionChunk
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
+    from interbotix_xs_msgs.msg import JointGroupCommand
 
     from oft_policy.qos import SENSOR_QOS, STATUS_QOS
 
     chunks, commands, joints = [], [], []
     loop.node.create_subscription(ActionChunk, names.ACTION_CHUNK_TOPIC, chunks.append, STATUS_QOS)
-    loop.node.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[0], commands.append, STATUS_QOS)
+    loop.node.create_subscription(JointGroupCommand, "/follower_left/commands/joint_group", commands.append, STATUS_QOS)
     loop.node.create_subscription(JointState, names.FOLLOWER_JOINT_STATE_TOPICS[0], joints.append, SENSOR_QOS)
     try:
         loop.start()
@@ -64,14 +66,15 @@ def test_policy_drives_the_simulated_arms(checkpoint, tmp_path):
     assert all(c.header.stamp.sec * 10**9 + c.header.stamp.nanosec >= 10**9 for c in chunks)
 
     # The executor's first command holds the measured start pose; later ones head for the chunk.
-    assert np.allclose(commands[0].data, start[:7], atol=0.02)
+    assert all(c.name == "arm" and len(c.cmd) == 6 for c in commands)
+    assert np.allclose(commands[0].cmd, start[:6], atol=0.02)
     # What the policy asked for over the episode (every chunk's rows), on joints it asked to move clearly.
-    target = np.concatenate([np.array(c.actions).reshape(c.chunk_size, c.action_dim)[:, :7] for c in chunks]).mean(axis=0)
-    moving = np.abs(target - start[:7]) > 0.15
+    target = np.concatenate([np.array(c.actions).reshape(c.chunk_size, c.action_dim)[:, :6] for c in chunks]).mean(axis=0)
+    moving = np.abs(target - start[:6]) > 0.15
     assert moving.any(), "the policy asked for no motion; the test checkpoint is wrong"
-    final = np.array(joints[-1].position)
-    travelled = (final - start[:7])[moving]
-    wanted = (target - start[:7])[moving]
+    final = np.array(joints[-1].position)[:6]
+    travelled = (final - start[:6])[moving]
+    wanted = (target - start[:6])[moving]
     # Measured joints moved by at least half of the way toward the policy's target, in its direction.
     assert np.all(np.sign(travelled) == np.sign(wanted)), (travelled, wanted)
     assert np.all(np.abs(travelled) > 0.5 * np.abs(wanted)), (travelled, wanted)
@@ -93,7 +96,8 @@ def test_strict_lockstep_reruns_the_same_episode_exactly(checkpoint, tmp_path):
             loop.record.frames.clear()
             outcome = loop.run_episode(seed=1001, record_video=True)
             start = min(loop.record.frames)
-            runs.append((outcome, {(t - start) // 20_000_000: f for t, f in loop.record.frames.items()}))
+            runs.append((outcome, {(t - start) // 20_000_000: f["cam_high"] for t, f in loop.record.frames.items()
+                                   if "cam_high" in f}))
     finally:
         loop.close()
 

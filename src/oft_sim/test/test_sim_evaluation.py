@@ -50,6 +50,19 @@ def test_summary_has_the_issue_keys(tmp_path):
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
 
 
+def test_rollout_pictures_put_the_cameras_side_by_side_with_step_and_reward():
+    from oft_sim.evaluation import rollout_frames
+
+    frames = {20 * k: {c: np.full((16, 20, 3), 40 * i, dtype=np.uint8) for i, c in enumerate(("a", "b", "c"))}
+              for k in range(3)}
+    frames[60] = {"a": np.zeros((16, 20, 3), dtype=np.uint8)}  # a step missing two cameras is left out
+    pictures = rollout_frames(frames, {0: (1, 0.0), 40: (3, 2.0)}, ("a", "b", "c"), scale=3)
+    assert len(pictures) == 3 and pictures[0].shape == (48, 180, 3)
+    assert pictures[0][40, 5].tolist() == [0, 0, 0] and pictures[0][40, 65].tolist() == [40, 40, 40]
+    assert pictures[0][5:15].max() > 200  # the label is written on the top band
+    assert not np.array_equal(pictures[0][:18], pictures[2][:18])  # step 1 vs step 3 read differently
+
+
 def test_video_and_drift_plot_are_real_files(tmp_path):
     frames = [np.full((48, 63, 3), 10 * i, dtype=np.uint8) for i in range(12)]
     path = write_video(frames, tmp_path / "rollout.mp4", fps=10)

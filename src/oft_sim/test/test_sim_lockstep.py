@@ -6,33 +6,37 @@ import pytest
 from oft_sim.lockstep import CommandBuffer, StepGate
 
 
-def test_step_needs_a_command_from_every_arm():
+def test_step_needs_the_arm_group_and_the_gripper_of_every_arm():
     buffer = CommandBuffer(np.zeros(14))
-    buffer.set_arm(0, np.arange(7))
+    buffer.set_arm_joints(0, np.arange(6))
+    buffer.set_gripper(0, 0.5)
     assert buffer.any_fresh() and not buffer.all_fresh()
-    buffer.set_arm(1, np.arange(7) + 10)
+    buffer.set_arm_joints(1, np.arange(6) + 10)
+    assert not buffer.all_fresh()  # a step never falls between one tick's group and gripper commands
+    buffer.set_gripper(1, 0.7)
     assert buffer.all_fresh()
     target = buffer.consume()
-    assert np.array_equal(target, np.r_[np.arange(7), np.arange(7) + 10])
+    assert np.array_equal(target, np.r_[np.arange(6), 0.5, np.arange(6) + 10, 0.7])
     assert not buffer.any_fresh()
 
 
-def test_interbotix_style_partial_commands():
-    buffer = CommandBuffer(np.zeros(14))
-    buffer.set_gripper(1, 0.7)
-    assert not buffer.any_fresh()  # a gripper alone does not complete an arm's tick
+def test_a_refused_gripper_command_counts_as_received_and_keeps_the_goal():
+    buffer = CommandBuffer(np.full(14, 0.3))
+    buffer.set_arm_joints(0, np.ones(6))
+    buffer.gripper_refused(0)
     buffer.set_arm_joints(1, np.ones(6))
-    assert buffer.target[7:13].tolist() == [1.0] * 6 and buffer.target[13] == pytest.approx(0.7)
+    buffer.gripper_refused(1)
+    assert buffer.all_fresh() and buffer.target[6] == 0.3 and buffer.target[13] == 0.3
 
 
-@pytest.mark.parametrize("bad", [[1.0] * 6, [float("nan")] * 7, [], [float("inf")] + [0.0] * 6])
+@pytest.mark.parametrize("bad", [[1.0] * 5, [float("nan")] * 6, [], [float("inf")] + [0.0] * 5])
 def test_malformed_command_changes_nothing(bad):
     buffer = CommandBuffer(np.zeros(14))
     with pytest.raises(ValueError):
-        buffer.set_arm(0, bad)
+        buffer.set_arm_joints(0, bad)
     assert np.array_equal(buffer.target, np.zeros(14)) and not buffer.any_fresh()
     with pytest.raises(ValueError):
-        buffer.set_arm(2, [0.0] * 7)
+        buffer.set_arm_joints(2, [0.0] * 6)
 
 
 def test_gate_lockstep_steps_on_commands_or_timeout():

@@ -8,7 +8,8 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from oft_policy import names
-from oft_sim.interface import COMMANDED_ACTION_TOPIC, SUCCESS_TOPIC
+from oft_policy.calibration import DEFAULT_CALIBRATION, leader_action_arm
+from oft_sim.interface import SUCCESS_TOPIC
 from oft_sim.scripted_policy import scripted_trajectory
 from oft_sim.simulator import AlohaSim
 
@@ -36,14 +37,19 @@ def test_successful_demo_is_recorded_as_a_rosbag(console, ros_env, tmp_path):
     planned = scripted_trajectory(planner)
     with AnyReader([out / "episode_000"]) as reader:
         topics = {c.topic: c for c in reader.connections}
-        assert set(names.CAMERA_TOPICS) | set(names.FOLLOWER_JOINT_STATE_TOPICS) | {COMMANDED_ACTION_TOPIC} <= set(topics)
-        commanded = [
-            (stamp, np.array(reader.deserialize(raw, c.msgtype).data))
-            for c, stamp, raw in reader.messages(connections=[topics[COMMANDED_ACTION_TOPIC]])
-        ]
-        assert len(commanded) == len(planned)
-        assert np.allclose(np.stack([a for _, a in commanded]), planned)  # the executed actions, in order
-        stamps = np.array([s for s, _ in commanded])
+        # Recorded as on a real ALOHA: realsense cameras, follower and leader driver joint states.
+        expected = set(names.CAMERA_TOPICS) | set(names.FOLLOWER_JOINT_STATE_TOPICS) | set(names.LEADER_JOINT_STATE_TOPICS)
+        assert expected <= set(topics)
+        leaders = []
+        for side, topic in enumerate(names.LEADER_JOINT_STATE_TOPICS):
+            messages = [(stamp, reader.deserialize(raw, c.msgtype)) for c, stamp, raw in
+                        reader.messages(connections=[topics[topic]])]
+            assert all(list(m.name) == list(names.DRIVER_JOINT_STATE_NAMES) for _, m in messages)
+            leaders.append([(stamp, leader_action_arm(m.name, m.position, DEFAULT_CALIBRATION)) for stamp, m in messages])
+        assert len(leaders[0]) == len(leaders[1]) == len(planned)
+        actions = np.array([np.r_[left, right] for (_, left), (_, right) in zip(*leaders)])
+        assert np.allclose(actions, planned, atol=1e-9)  # the demonstrated actions, in order, through the calibration
+        stamps = np.array([s for s, _ in leaders[0]])
         assert np.all(np.diff(stamps) == 20_000_000)  # one action per 20 ms of sim time
         image_conn = topics[names.CAMERA_TOPICS[0]]
         images = list(reader.messages(connections=[image_conn]))

@@ -1,8 +1,9 @@
 """Read rosbag2 recordings (sqlite3 or mcap) with the pure-Python `rosbags` library.
 
-Joint states are mapped BY NAME into the suite's 14-D ALOHA order
-(names.ALOHA_JOINT_NAMES); extra joints an arm publishes (Interbotix's
-left_finger/right_finger) are ignored. Messages that cannot be decoded are
+Joint states are read BY NAME from the driver's 9-name messages into the policy's
+convention and the suite's 14-D ALOHA order (names.ALOHA_JOINT_NAMES), through a
+calibration (oft_policy.calibration): a follower's gripper is observed from its finger
+position, a leader's gripper becomes the action from its gripper joint. Messages that cannot be decoded are
 counted per topic and reason in a :class:`DecodeIssues`; with
 ``on_corrupt="fail"`` the first one raises :class:`BagError` instead.
 """
@@ -16,6 +17,7 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.calibration import Calibration, leader_action_arm, observed_arm
 from rosbags.rosbag2 import Reader
 
 from oft_training import msgtypes
@@ -76,23 +78,14 @@ def bag_topics(reader: Reader) -> Dict[str, str]:
     return {conn.topic: conn.msgtype for conn in reader.connections}
 
 
-def require_topics(reader: Reader, topics: Iterable[str], what: str = "topic") -> None:
-    present = bag_topics(reader)
-    for topic in topics:
-        if topic not in present:
-            raise BagError(
-                f"bag {reader.path} has no {what} {topic}; topics in the bag: {', '.join(sorted(present)) or 'none'}"
-            )
+def follower_arm(calibration: Calibration):
+    """JointState of a follower -> its 7 observed values (arm rad, gripper from left_finger, normalized)."""
+    return lambda msg: observed_arm(msg.name, msg.position, calibration)
 
 
-def arm_positions(msg, joint_names: Sequence[str] = names.ARM_JOINTS) -> np.ndarray:
-    """Positions of ``joint_names`` from a JointState, looked up by name (extras ignored)."""
-    index = {name: i for i, name in enumerate(msg.name)}
-    positions = np.asarray(msg.position, dtype=np.float64)
-    missing = [name for name in joint_names if name not in index or index[name] >= positions.shape[0]]
-    if missing:
-        raise ValueError(f"joint state lacks {', '.join(missing)}")
-    return positions[[index[name] for name in joint_names]]
+def leader_arm(calibration: Calibration):
+    """JointState of a leader -> its 7 action values (arm rad, gripper joint normalized)."""
+    return lambda msg: leader_action_arm(msg.name, msg.position, calibration)
 
 
 def float_array(msg, dim: int = len(names.ALOHA_JOINT_NAMES)) -> np.ndarray:
@@ -164,9 +157,9 @@ class BagDecoder:
         return out
 
 
-def read_joint_series(decoder: BagDecoder, topics: Sequence[str]) -> Dict[str, Series]:
-    """Per arm topic: times and [N, 7] positions in names.ARM_JOINTS order."""
-    return decoder.series(topics, lambda _topic, msg: arm_positions(msg))
+def read_joint_series(decoder: BagDecoder, topics: Sequence[str], to_arm) -> Dict[str, Series]:
+    """Per arm topic: times and [N, 7] values, `to_arm` (follower_arm or leader_arm) of each message."""
+    return decoder.series(topics, lambda _topic, msg: to_arm(msg))
 
 
 def read_float_series(decoder: BagDecoder, topic: str, dim: int = len(names.ALOHA_JOINT_NAMES)) -> Series:
@@ -189,13 +182,14 @@ def combine_arms(series: Sequence[Series], queries: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def joint_samples(decoder: BagDecoder, left_topic: str, right_topic: str, times_from: Optional[str] = None) -> np.ndarray:
+def joint_samples(decoder: BagDecoder, left_topic: str, right_topic: str, to_arm,
+                  times_from: Optional[str] = None) -> np.ndarray:
     """[N, 14] joint samples: both arms at each message time of the later-starting arm stream.
 
     Sampled at the receive times of ``times_from`` (default: the left arm), from the
     first time both arms have a message: each sample is real telemetry, no interpolation.
     """
-    arms = read_joint_series(decoder, [left_topic, right_topic])
+    arms = read_joint_series(decoder, [left_topic, right_topic], to_arm)
     left, right = arms[left_topic], arms[right_topic]
     if len(left) == 0 or len(right) == 0:
         empty = left_topic if len(left) == 0 else right_topic

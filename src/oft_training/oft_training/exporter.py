@@ -14,10 +14,13 @@ Undecodable messages fail the export, or with ``on_corrupt="skip"`` are left
 out and reported by count. The dataset is built in a temporary directory next
 to the output and renamed into place only when complete.
 
-Actions from the leader arms get their gripper columns mapped to follower units
-(``ExportOptions.leader_gripper_map``, see gripper_map.py); commanded actions and
-hdf5 episodes are exported as recorded. ``meta/oft_export.json`` records each
-recording's action source and the map.
+Bags hold robot units (the driver's 9-name joint states: gripper motor radians, finger
+metres); the dataset holds the policy's convention (oft_policy.calibration), through the
+rig's calibration (``ExportOptions.calibration``): observation.state grippers are the
+follower finger positions normalized, action grippers the leader gripper joints
+normalized. Commanded actions and ALOHA/ACT hdf5 episodes are in the convention already
+and are exported as recorded. ``meta/oft_export.json`` records each recording's action
+source and the convention with its calibration.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, check_gripper_range, convention_record
 from tqdm import tqdm
 
 from oft_training.bagread import (
-    BagDecoder, BagError, DecodeIssues, arm_positions, combine_arms, float_array, image_array,
-    latest_at_or_before, open_bag,
+    BagDecoder, BagError, DecodeIssues, combine_arms, float_array, follower_arm, image_array,
+    latest_at_or_before, leader_arm, open_bag,
 )
 from oft_training.fitting import resolve_action_source
-from oft_training.gripper_map import DEFAULT_GRIPPER_MAP, GripperMap
 from oft_training.lerobot_format import DEFAULT_CODEC, DatasetFormatError, LeRobotWriter
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
@@ -64,7 +67,8 @@ class ExportOptions:
     codec: str = DEFAULT_CODEC
     robot_type: str = "aloha"
     episode_topic: Optional[str] = None  # each message on it starts a new episode (split by receive time)
-    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP  # applied to actions taken from the leader arms only
+    calibration: Calibration = DEFAULT_CALIBRATION  # robot units of the bags -> the convention
+    camera_topic_pattern: str = names.CAMERA_TOPIC_PATTERN
 
 
 @dataclass
@@ -75,7 +79,7 @@ class ExportReport:
     skipped: List[tuple] = field(default_factory=list)  # (source, reason)
     issues: DecodeIssues = field(default_factory=DecodeIssues)
     action_sources: Dict[str, str] = field(default_factory=dict)  # recording -> leader | commanded | hdf5
-    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP  # the map applied to leader actions
+    calibration: Calibration = DEFAULT_CALIBRATION  # the bags' calibration
 
     def skip_counts(self) -> Counter:
         return Counter(reason.split(":")[0] for _, reason in self.skipped)
@@ -87,8 +91,8 @@ class ExportReport:
         out += self.issues.lines()
         out.append(f"undecodable messages skipped: {self.issues.total}")
         out.append(f"action sources: {dict(Counter(self.action_sources.values()))}")
-        if "leader" in self.action_sources.values():
-            out.append(f"leader gripper map: {self.leader_gripper_map.describe()}")
+        if set(self.action_sources.values()) & {"leader", "commanded"}:
+            out.append(f"calibration: {self.calibration.describe()}")
         return out
 
 
@@ -119,7 +123,7 @@ class BagEpisode:
 
     def __init__(self, bag: Path, options: ExportOptions):
         self.bag, self.options = Path(bag), options
-        self.camera_topics = {cam: names.camera_topic(cam) for cam in options.cameras}
+        self.camera_topics = {cam: names.camera_topic(cam, options.camera_topic_pattern) for cam in options.cameras}
         self.action_source = None  # resolved from the bag's topics when it is read
 
     def write(self, writer: LeRobotWriter, issues: DecodeIssues) -> list:
@@ -146,7 +150,10 @@ class BagEpisode:
                 raise BagError(f"bag {self.bag} has no topic {topic}; topics in the bag: {listing}")
 
         decoder = BagDecoder(reader, opts.on_corrupt)
-        numeric = decoder.series(self.arm_topics + self.action_topics, self._numeric)
+        readers = {topic: follower_arm(opts.calibration) for topic in self.arm_topics}
+        readers.update({topic: leader_arm(opts.calibration) if source == "leader" else float_array
+                        for topic in self.action_topics})
+        numeric = decoder.series(self.arm_topics + self.action_topics, lambda topic, msg: readers[topic](msg))
         image_times = self._image_times(decoder)
         markers = [stamp for _, stamp, _ in decoder.messages(extra, lambda _t, m: None)] if extra else []
         issues.merge(decoder.issues)
@@ -183,17 +190,13 @@ class BagEpisode:
             commanded = numeric[opts.commanded_topic]
             action = commanded.values[latest_at_or_before(commanded.times, times)]
         else:
-            action = opts.leader_gripper_map.apply(combine_arms([numeric[t] for t in self.action_topics], times))
+            action = combine_arms([numeric[t] for t in self.action_topics], times)
+        check_gripper_range(state, f"bag {self.bag} follower joint states", opts.calibration)
+        check_gripper_range(action, f"bag {self.bag} actions ({source})", opts.calibration)
         writer.begin_episode()
         self._stream_frames(reader, writer, image_times, times)
         writer.end_episode(state, action, opts.instruction)
         return int(times.shape[0])
-
-    @staticmethod
-    def _numeric(topic: str, msg) -> np.ndarray:
-        if hasattr(msg, "position"):
-            return arm_positions(msg)
-        return float_array(msg)
 
     def _image_times(self, decoder: BagDecoder) -> Dict[str, np.ndarray]:
         camera_of = {topic: cam for cam, topic in self.camera_topics.items()}
@@ -232,7 +235,7 @@ class BagEpisode:
 class Hdf5Episode:
     """An ALOHA/ACT episode file: /observations/qpos, /observations/images/<cam>, /action at the file's rate."""
 
-    action_source = "hdf5"  # /action as stored: ACT's files hold a 0..1 gripper opening, not leader angles
+    action_source = "hdf5"  # ALOHA/ACT files are in the convention already (0..1 grippers)
 
     def __init__(self, path: Path, options: ExportOptions):
         self.path, self.options = Path(path), options
@@ -293,9 +296,10 @@ def episode_sources(paths: Sequence, options: ExportOptions) -> list:
 
 
 def write_provenance(root: Path, report: ExportReport) -> None:
-    """How the actions were made, so a dataset can be traced back: per recording its source, and the gripper map."""
+    """How the dataset was made: per recording its action source; the convention and the bags' calibration."""
+    from_bags = bool(set(report.action_sources.values()) - {Hdf5Episode.action_source})
     provenance = {"action_source_by_recording": report.action_sources,
-                  "leader_gripper_map": report.leader_gripper_map.to_dict()}
+                  "convention": convention_record(report.calibration if from_bags else None)}
     (root / PROVENANCE_PATH).write_text(json.dumps(provenance, indent=4) + "\n")
 
 
@@ -310,7 +314,7 @@ def export(paths: Sequence, out, options: ExportOptions, progress: bool = True) 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     writer = LeRobotWriter(tmp, options.fps, options.cameras, names.ALOHA_JOINT_NAMES, options.codec, options.robot_type)
-    report = ExportReport(leader_gripper_map=options.leader_gripper_map)
+    report = ExportReport(calibration=options.calibration)
     try:
         for source in tqdm(sources, desc="exporting", unit="episode", disable=not progress):
             label = str(getattr(source, "bag", getattr(source, "path", "")))

@@ -1,4 +1,11 @@
-"""Fit the normalizer on the deployment robot's own recordings (bags)."""
+"""Fit the normalizer on the deployment robot's own recordings (bags), in the policy's convention.
+
+Proprio: the follower joint states read through the rig's calibration (gripper = finger
+position normalized). Actions: the leader joint states (gripper = leader gripper joint
+normalized), or a commanded-action topic already in the convention. The statistics record
+the convention and calibration (oft_policy.calibration), so training and the runtime can
+refuse a mismatch.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,13 @@ from typing import Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, check_gripper_range, convention_record
 from oft_policy.normalization import NormalizationStats
 from tqdm import tqdm
 
-from oft_training.bagread import BagDecoder, BagError, DecodeIssues, joint_samples, open_bag, read_float_series
-from oft_training.gripper_map import DEFAULT_GRIPPER_MAP, GripperMap
+from oft_training.bagread import (
+    BagDecoder, BagError, DecodeIssues, follower_arm, joint_samples, leader_arm, open_bag, read_float_series,
+)
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
 ACTION_SOURCES = ("auto", "leader", "commanded")
@@ -26,7 +35,7 @@ class FitResult:
     proprio_samples: int
     action_samples: int
     action_source_by_bag: dict
-    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP
+    calibration: Calibration = DEFAULT_CALIBRATION
 
     @property
     def zero_range_actions(self) -> tuple:
@@ -34,9 +43,8 @@ class FitResult:
         return tuple(n for n, lo, hi in zip(self.stats.joint_names, low, high) if hi - lo < self.stats.eps)
 
     def provenance(self) -> dict:
-        """How the actions were made: per bag its source, and the gripper map applied to leader bags."""
-        return {"action_source_by_bag": dict(self.action_source_by_bag),
-                "leader_gripper_map": self.leader_gripper_map.to_dict()}
+        """How the actions were made: per bag its source."""
+        return {"action_source_by_bag": dict(self.action_source_by_bag)}
 
     def save(self, path) -> Path:
         """The stats JSON (NormalizationStats.load reads it) plus a ``provenance`` entry, written atomically."""
@@ -58,16 +66,15 @@ def resolve_action_source(topics: dict, source: str, commanded_topic: str = COMM
 
 
 def bag_actions(
-    decoder: BagDecoder, source: str, commanded_topic: str = COMMANDED_ACTION_TOPIC,
-    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP,
+    decoder: BagDecoder, source: str, calibration: Calibration, commanded_topic: str = COMMANDED_ACTION_TOPIC,
 ) -> np.ndarray:
-    """Commanded actions as published; leader joint states with their grippers in follower units."""
+    """Commanded actions as published (already in the convention); leader joint states through the calibration."""
     if source == "commanded":
         series = read_float_series(decoder, commanded_topic)
         if len(series) == 0:
             raise BagError(f"bag {decoder.reader.path} has no decodable messages on {commanded_topic}")
         return series.values
-    return leader_gripper_map.apply(joint_samples(decoder, *names.LEADER_JOINT_STATE_TOPICS))
+    return joint_samples(decoder, *names.LEADER_JOINT_STATE_TOPICS, leader_arm(calibration))
 
 
 def fit_from_bags(
@@ -77,9 +84,9 @@ def fit_from_bags(
     on_corrupt: str = "fail",
     commanded_topic: str = COMMANDED_ACTION_TOPIC,
     progress: bool = True,
-    leader_gripper_map: GripperMap = DEFAULT_GRIPPER_MAP,
+    calibration: Calibration = DEFAULT_CALIBRATION,
 ) -> FitResult:
-    """Proprio = follower joint positions, actions = leader positions (grippers mapped) or the commanded action."""
+    """Proprio = follower joint states, actions = leader joint states or the commanded action, in the convention."""
     proprio, actions, issues, sources = [], [], DecodeIssues(), {}
     for bag in tqdm(bags, desc="fitting", unit="bag", disable=not progress):
         reader = open_bag(bag)
@@ -92,12 +99,15 @@ def fit_from_bags(
             if missing:
                 raise BagError(f"bag {bag} has no topic {', '.join(missing)}; topics in the bag: {', '.join(sorted(topics))}")
             decoder = BagDecoder(reader, on_corrupt)
-            proprio.append(joint_samples(decoder, *names.FOLLOWER_JOINT_STATE_TOPICS))
-            actions.append(bag_actions(decoder, source, commanded_topic, leader_gripper_map))
+            proprio.append(joint_samples(decoder, *names.FOLLOWER_JOINT_STATE_TOPICS, follower_arm(calibration)))
+            actions.append(bag_actions(decoder, source, calibration, commanded_topic))
+            check_gripper_range(proprio[-1], f"bag {bag} follower joint states", calibration)
+            check_gripper_range(actions[-1], f"bag {bag} actions ({source})", calibration)
             issues.merge(decoder.issues)
             sources[str(bag)] = source
         finally:
             reader.close()
     proprio_all, actions_all = np.concatenate(proprio), np.concatenate(actions)
-    stats = NormalizationStats.fit(proprio_all, actions_all, names.ALOHA_JOINT_NAMES, action_scheme=action_scheme)
-    return FitResult(stats, issues, int(proprio_all.shape[0]), int(actions_all.shape[0]), sources, leader_gripper_map)
+    stats = NormalizationStats.fit(proprio_all, actions_all, names.ALOHA_JOINT_NAMES, action_scheme=action_scheme,
+                                   convention=convention_record(calibration))
+    return FitResult(stats, issues, int(proprio_all.shape[0]), int(actions_all.shape[0]), sources, calibration)

@@ -122,6 +122,9 @@ class ImageStats:
         return out
 
 
+ENCODER_THREADS = 2
+
+
 class VideoEncoder:
     """One mp4 per camera; frame i gets pts i in a 1/fps time base."""
 
@@ -135,6 +138,9 @@ class VideoEncoder:
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, PIX_FMT
         self.stream.time_base = Fraction(1, fps)
         self.stream.options = {"g": "2", "crf": str(crf)}  # short GOP: cheap random access, as LeRobot encodes
+        # A few encoder threads per camera: SVT-AV1 otherwise starts dozens per encoder, and three
+        # encoders of that many on a small machine were seen to stall in the encoder for good.
+        self.stream.thread_count = ENCODER_THREADS
         self.frames = 0
 
     def add(self, image: np.ndarray) -> None:

@@ -48,9 +48,10 @@ def default_topics(
     leaders: bool = True,
     commanded_action: bool = False,
     extra: Optional[Mapping[str, str]] = None,
+    camera_topic_pattern: str = names.CAMERA_TOPIC_PATTERN,
 ) -> Dict[str, str]:
-    """Topic -> type name of an ALOHA recording on the suite's shared topic names."""
-    topics = {names.camera_topic(cam): msgtypes.IMAGE for cam in cameras}
+    """Topic -> type name of an ALOHA recording on the ALOHA stack's topic names."""
+    topics = {names.camera_topic(cam, camera_topic_pattern): msgtypes.IMAGE for cam in cameras}
     topics.update({topic: msgtypes.JOINT_STATE for topic in names.FOLLOWER_JOINT_STATE_TOPICS})
     if leaders:
         topics.update({topic: msgtypes.JOINT_STATE for topic in names.LEADER_JOINT_STATE_TOPICS})

@@ -1,8 +1,11 @@
 """Synthetic ALOHA recordings with known content, for tests and benchmarks.
 
-Joint positions are smooth functions of the receive time, and every image is
-one flat gray level that counts the camera's messages, so a reader can check
-which message each exported frame came from.
+Joint positions are smooth functions of the receive time, given in the policy's
+convention (`follower_positions`, `leader_positions`: arm rad, grippers 0..1) and
+written in the driver's robot units through `CALIBRATION` (9-name joint states:
+gripper motor radians, finger metres), so an export must give back the functions'
+values. Every image is one flat gray level that counts the camera's messages, so a
+reader can check which message each exported frame came from.
 """
 
 from __future__ import annotations
@@ -15,23 +18,38 @@ from oft_policy import names
 from rosbags.rosbag2 import Writer
 
 from oft_training import msgtypes
-from oft_training.gripper_map import IDENTITY_GRIPPER_MAP
+from oft_policy.calibration import DEFAULT_CALIBRATION
 from oft_training.recording import BAG_VERSION, COMMANDED_ACTION_TOPIC, STORAGES
 
 T0_NS = 1_700_000_000 * 1_000_000_000
 
 
+CALIBRATION = DEFAULT_CALIBRATION
+"""The rig the synthetic bags are recorded on."""
+
+_GRIPPERS = np.array([k % 7 == 6 for k in range(14)])
+
+
 def follower_positions(t: float) -> np.ndarray:
-    """14 follower joint values at time t (s from the bag start)."""
-    return np.sin(0.7 * t + np.arange(14) * 0.3) * 0.5
+    """14 observed values at time t (s from the bag start), in the convention (grippers 0.1..0.9 open)."""
+    wave = np.sin(0.7 * t + np.arange(14) * 0.3)
+    return np.where(_GRIPPERS, 0.5 + 0.4 * wave, 0.5 * wave)
 
 
 def leader_positions(t: float) -> np.ndarray:
+    """14 action values at time t, in the convention."""
     return follower_positions(t + 0.1) + 0.01
 
 
-# The synthetic leaders mirror the followers, grippers included: export and fit their bags as recorded.
-LEADER_GRIPPER_MAP = IDENTITY_GRIPPER_MAP
+def follower_driver_state(values: np.ndarray, calibration=CALIBRATION) -> np.ndarray:
+    """7 convention values of one follower -> the driver's 9 positions (arm, gripper rad, fingers m)."""
+    finger = calibration.follower_finger.denormalize(values[6])
+    return np.concatenate([values[:6], [calibration.follower_joint.denormalize(values[6]), finger, -finger]])
+
+
+def leader_driver_state(values: np.ndarray, calibration=CALIBRATION) -> np.ndarray:
+    finger = calibration.leader_finger.denormalize(values[6])
+    return np.concatenate([values[:6], [calibration.leader_joint.denormalize(values[6]), finger, -finger]])
 
 
 def image_level(k: int) -> int:
@@ -42,8 +60,9 @@ def image_level(k: int) -> int:
 def write_bag(
     path, seconds: float = 1.0, joint_hz: float = 100.0, camera_hz: float = 30.0,
     cameras: Sequence[str] = names.CAMERA_NAMES, image_hw=(32, 32), storage: str = "mcap",
-    commanded_action: bool = False, corrupt_topic: Optional[str] = None, extra_joints: bool = True,
+    commanded_action: bool = False, corrupt_topic: Optional[str] = None,
     markers: Sequence[float] = (), marker_topic: str = "/oft/episode_start",
+    camera_topic_pattern: str = names.CAMERA_TOPIC_PATTERN, calibration=CALIBRATION,
 ) -> Path:
     """Write a bag of the suite's standard topics; ``corrupt_topic`` gets one truncated message mid-way."""
     store = msgtypes.new_typestore()
@@ -58,17 +77,16 @@ def write_bag(
     def header(t_ns):
         return Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id="")
 
-    arm_names = list(names.ARM_JOINTS) + (["left_finger", "right_finger"] if extra_joints else [])
+    arm_names = list(names.DRIVER_JOINT_STATE_NAMES)
     for k in range(int(seconds * joint_hz)):
         t = k / joint_hz
         t_ns = T0_NS + int(round(t * 1e9))
-        for robots, topics, values in (
-            (names.FOLLOWER_ROBOTS, names.FOLLOWER_JOINT_STATE_TOPICS, follower_positions(t)),
-            (names.LEADER_ROBOTS, names.LEADER_JOINT_STATE_TOPICS, leader_positions(t)),
+        for topics, values, to_driver in (
+            (names.FOLLOWER_JOINT_STATE_TOPICS, follower_positions(t), follower_driver_state),
+            (names.LEADER_JOINT_STATE_TOPICS, leader_positions(t), leader_driver_state),
         ):
             for side, topic in enumerate(topics):
-                arm = values[7 * side: 7 * side + 7]
-                position = np.concatenate([arm, [0.01, -0.01]]) if extra_joints else arm
+                position = to_driver(values[7 * side: 7 * side + 7], calibration)
                 # Publish joints in reverse order to prove the reader maps by name.
                 msg = JointState(header=header(t_ns), name=arm_names[::-1], position=position[::-1].copy(),
                                  velocity=np.zeros(0), effort=np.zeros(0))
@@ -83,7 +101,7 @@ def write_bag(
             data = np.full(height * width * 3, image_level(k), dtype=np.uint8)
             msg = Image(header=header(t_ns), height=height, width=width, encoding="rgb8", is_bigendian=0,
                         step=width * 3, data=data)
-            events.append((t_ns + c, names.camera_topic(cam), msgtypes.IMAGE, msg))
+            events.append((t_ns + c, names.camera_topic(cam, camera_topic_pattern), msgtypes.IMAGE, msg))
     Bool = store.types[msgtypes.BOOL]
     for t in markers:  # episode boundaries (std_msgs/Bool), received at t seconds
         events.append((T0_NS + int(round(t * 1e9)), marker_topic, msgtypes.BOOL, Bool(data=True)))

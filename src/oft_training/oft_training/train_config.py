@@ -56,6 +56,7 @@ SECTIONS = {
         "logger": "tensorboard",         # tensorboard | wandb | none
         "wandb_project": "oft_ros",
         "threads": 0,                    # torch CPU threads per process (0: torch default)
+        "init_from": None,               # a checkpoint directory whose weights start the run (same architecture)
     },
     "loss": {"kind": "l1", "huber_delta": 1.0},
     "data": {
@@ -194,6 +195,9 @@ def validate(config: dict) -> None:
         raise TrainConfigError(f"training.device {training['device']!r} is not one of auto, cpu, cuda")
     if config["ddp"]["backend"] not in ("auto", "gloo", "nccl"):
         raise TrainConfigError(f"ddp.backend {config['ddp']['backend']!r} is not one of auto, gloo, nccl")
+    init = training["init_from"]
+    if init is not None and not (Path(init) / "model.safetensors").is_file():
+        raise TrainConfigError(f"training.init_from {init!r} is not a checkpoint directory (no model.safetensors)")
     if not config["data"]["dataset"]:
         raise TrainConfigError("data.dataset is not set (the exported LeRobot dataset directory)")
 

@@ -28,7 +28,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-from oft_policy.checkpoint import save_checkpoint
+from oft_policy.calibration import (
+    CONVENTION_KEY, ConventionError, calibration_mismatch, check_convention, convention_record,
+)
+from oft_policy.checkpoint import load_weights_only, save_checkpoint
 from oft_policy.model import OFTConfig, build_model, build_tokenizer, chunk_regression_loss
 from oft_policy.model.preprocess import preprocess_images, tokenize_prompts
 from oft_policy.normalization import NormalizationStats
@@ -159,30 +162,45 @@ def split_episodes(table: EpisodeTable, val_episodes: int) -> tuple:
     return episodes[:-val_episodes], episodes[-val_episodes:]
 
 
-def check_gripper_maps(stats_path, dataset_root: Path) -> None:
-    """Refuse a normalizer and a dataset whose leader gripper actions were mapped differently."""
+def dataset_convention(dataset_root: Path) -> dict:
+    """The convention a dataset records (meta/oft_export.json); a dataset without that file (e.g. one
+    of LeRobot's ALOHA datasets) is taken to be in the ALOHA dataset convention it was published in."""
     from oft_training.exporter import PROVENANCE_PATH
-    from oft_training.gripper_map import recorded_map_mismatch
 
     provenance = Path(dataset_root) / PROVENANCE_PATH
     if not provenance.is_file():
-        return
-    fitted = json.loads(Path(stats_path).read_text()).get("provenance", {})
-    reason = recorded_map_mismatch(fitted, json.loads(provenance.read_text()))
+        return convention_record(None)
+    record = json.loads(provenance.read_text()).get(CONVENTION_KEY)
+    try:
+        return check_convention(record, f"dataset {dataset_root}")
+    except ConventionError as exc:
+        raise TrainConfigError(str(exc)) from exc
+
+
+def check_stats_convention(stats: NormalizationStats, stats_path, dataset: dict, dataset_root: Path) -> None:
+    """Refuse a normalizer in another convention than the dataset, or fitted with another calibration."""
+    try:
+        fitted = check_convention(stats.convention, f"normalizer {stats_path}")
+    except ConventionError as exc:
+        raise TrainConfigError(str(exc)) from exc
+    reason = calibration_mismatch(fitted, dataset)
     if reason:
-        raise TrainConfigError(f"{stats_path} and {dataset_root}: {reason}")
+        raise TrainConfigError(f"normalizer {stats_path} and dataset {dataset_root}: {reason}; "
+                               "fit and export with the same --calibration")
 
 
 def load_stats(config: dict, table: EpisodeTable, train_episodes, joint_names) -> NormalizationStats:
     path = config["data"]["stats_path"]
+    convention = dataset_convention(table.root)
     if path:
         stats = NormalizationStats.load(path)
         if stats.dim != table.action_dim:
             raise TrainConfigError(f"stats {path} have {stats.dim} dims, the dataset {table.action_dim}")
-        check_gripper_maps(path, table.root)
+        check_stats_convention(stats, path, convention, table.root)
         return stats
     rows = np.concatenate([np.arange(*table.episode_range(e)) for e in train_episodes])
-    return NormalizationStats.fit(table.state[rows], table.action[rows], joint_names, config["data"]["action_scheme"])
+    return NormalizationStats.fit(table.state[rows], table.action[rows], joint_names, config["data"]["action_scheme"],
+                                  convention=convention)
 
 
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:
@@ -361,6 +379,10 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
     params = [p for p in trained.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
     start_step = 0
+    if checkpoint is None and tcfg["init_from"]:
+        warm_start = load_weights_only(model, tcfg["init_from"])
+        if dist.is_main:
+            print(f"weights from {tcfg['init_from']} ({warm_start})")
     if checkpoint is not None:
         state = torch.load(checkpoint / TRAINING_STATE, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=False)

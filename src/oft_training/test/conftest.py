@@ -14,7 +14,6 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_dataset")
     bags = [synthetic.write_bag(root / f"bag_{i}", seconds=1.0 + 0.1 * i, cameras=CAMERAS) for i in range(4)]
     out = root / "dataset"
-    options = ExportOptions("fold the towel", cameras=CAMERAS, min_frames=10,
-                            leader_gripper_map=synthetic.LEADER_GRIPPER_MAP)
+    options = ExportOptions("fold the towel", cameras=CAMERAS, min_frames=10, calibration=synthetic.CALIBRATION)
     export(bags, out, options, progress=False)
     return out

@@ -9,7 +9,7 @@ from oft_policy import names
 from oft_policy.normalization import NormalizationStats
 
 from oft_training import synthetic
-from oft_training.bagread import BagError, BagDecoder, joint_samples, open_bag
+from oft_training.bagread import BagError, BagDecoder, follower_arm, joint_samples, open_bag
 from oft_training.cli import export as export_cli
 from oft_training.cli import fit_normalizer as fit_cli
 from oft_training.dataset import ChunkDataset, EpisodeTable
@@ -45,10 +45,11 @@ def _publish_and_record(bag_dir, storage, steps=60):
                 image_pub.publish(Image(height=8, width=8, encoding="rgb8", step=24, data=bytes([k * 4 % 256] * 192)))
                 for topic in arm_pubs:
                     side = 0 if "left" in topic else 1
-                    value = [k * 0.01 + side + j * 0.1 for j in range(7)]
-                    # Interbotix order plus finger joints, reversed: the reader must map by name.
-                    joint_names = list(names.ARM_JOINTS) + ["left_finger", "right_finger"]
-                    arm_pubs[topic].publish(JointState(name=joint_names[::-1], position=(value + [0.0, 0.0])[::-1]))
+                    value = np.array([k * 0.01 + side + j * 0.1 for j in range(7)])
+                    to_driver = synthetic.leader_driver_state if "leader" in topic else synthetic.follower_driver_state
+                    # The driver's 9 names and units, reversed: the reader must map by name.
+                    joint_names = list(names.DRIVER_JOINT_STATE_NAMES)
+                    arm_pubs[topic].publish(JointState(name=joint_names[::-1], position=to_driver(value)[::-1].tolist()))
                 action = [float(k)] * 14
                 action_pub.publish(Float64MultiArray(data=action))
                 published.append(k)
@@ -80,7 +81,7 @@ def test_record_fit_export_read_back(tmp_path, storage):
         assert all(q.reliability == QosReliability.RELIABLE for c in reader.connections for q in c.ext.offered_qos_profiles)
         assert {c.topic: c.msgtype for c in reader.connections}[names.camera_topic("cam_high")] == "sensor_msgs/msg/Image"
         assert all(c.msgdef.data for c in reader.connections)  # definitions stored: ros2 bag can decode
-        follower = joint_samples(BagDecoder(reader), *names.FOLLOWER_JOINT_STATE_TOPICS)
+        follower = joint_samples(BagDecoder(reader), *names.FOLLOWER_JOINT_STATE_TOPICS, follower_arm(synthetic.CALIBRATION))
     finally:
         reader.close()
     # Mapped by name: joint j of the left arm is k*0.01 + j*0.1, the right arm adds 1.
@@ -116,7 +117,7 @@ def test_record_fit_export_read_back(tmp_path, storage):
 def test_alignment_rule_on_known_bag(tmp_path):
     bag = synthetic.write_bag(tmp_path / "bag", seconds=1.0, joint_hz=100, camera_hz=30, cameras=CAMERAS)
     out = tmp_path / "ds"
-    options = ExportOptions("fold", cameras=CAMERAS, fps=50, min_frames=10, leader_gripper_map=synthetic.LEADER_GRIPPER_MAP)
+    options = ExportOptions("fold", cameras=CAMERAS, fps=50, min_frames=10, calibration=synthetic.CALIBRATION)
     report = export([bag], out, options, progress=False)
     table = EpisodeTable(out)
     # Start when every stream has a message (the camera, 3 ns after t0); end at the earliest last message.
@@ -167,7 +168,7 @@ def test_bad_input_missing_camera_topic(tmp_path, capsys):
     out = tmp_path / "ds"
     code = export_cli.main(["--bags", str(bag), "--out", str(out), "--instruction", "x", "--cameras", "cam_high", "cam_left_wrist"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code != 0 and "no topic /cam_left_wrist/image_raw for camera cam_left_wrist" in err
+    assert code != 0 and "no topic /cam_left_wrist/camera/color/image_rect_raw for camera cam_left_wrist" in err
     assert list(tmp_path.iterdir()) == [bag]  # no dataset, no temporary directory
 
 
@@ -177,7 +178,7 @@ def test_bad_input_corrupt_message_mid_bag(tmp_path, capsys):
     out = tmp_path / "ds"
     code = export_cli.main(["--bags", str(good), str(bad), "--out", str(out), "--instruction", "x", "--cameras", "cam_high"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code != 0 and "undecodable message on /cam_high/image_raw" in err
+    assert code != 0 and "undecodable message on /cam_high/camera/color/image_rect_raw" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good"]
     # Skipping is explicit and counted.
     report = export([good, bad], out, ExportOptions("x", cameras=CAMERAS, min_frames=5, on_corrupt="skip"), progress=False)

@@ -3,8 +3,8 @@
 For each control rate (default 50 and 100 Hz) and each load (`idle`: the
 executor fed synthetic chunks by this process; `under_inference`: the policy
 node running a tiny checkpoint on the same machine and feeding it), it starts a
-fake robot (oft_policy.nodes.fake_robot, with cameras when the policy runs), the
-executor node (ros2_control backend) and, under inference, the policy node;
+fake robot (oft_policy.testing.fake_robot, with cameras when the policy runs), the
+executor node (interbotix backend) and, under inference, the policy node;
 waits for warm-up, restarts the executor's statistics (its `~/reset_statistics`
 service), runs for `--duration` seconds and reads the executor's diagnostics:
 tick period p50/p99/max, missed ticks, and the latency from an observation's
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from oft_policy.calibration import DEFAULT_CALIBRATION, convention_record
 from oft_policy import names
 
 EXECUTOR = "oft_policy.nodes.executor_node"
 POLICY = "oft_policy.nodes.policy_node"
-FAKE_ROBOT = "oft_policy.nodes.fake_robot"
+FAKE_ROBOT = "oft_policy.testing.fake_robot"
 TINY_CHUNK = 25
 TINY_PERIOD_S = 0.02
 
@@ -61,7 +62,8 @@ def tiny_checkpoint(directory: Path) -> Path:
 
     torch.set_num_threads(1)
     samples = np.random.default_rng(0).uniform(-0.3, 0.3, size=(256, len(names.ALOHA_JOINT_NAMES)))
-    stats = NormalizationStats.fit(samples, samples, names.ALOHA_JOINT_NAMES)
+    stats = NormalizationStats.fit(samples, samples, names.ALOHA_JOINT_NAMES,
+                                   convention=convention_record(DEFAULT_CALIBRATION))
     return make_tiny_checkpoint(directory / "tiny_checkpoint", stats=stats, chunk_size=TINY_CHUNK,
                                 control_period_s=TINY_PERIOD_S)
 
@@ -193,12 +195,12 @@ def run_configuration(bench: BenchNode, mode: str, rate: float, args, checkpoint
         return procs[-1]
 
     try:
-        robot_cmd = [sys.executable, "-m", FAKE_ROBOT, "--backend", "forward_position", "--rate", str(max(rate, 50.0))]
+        robot_cmd = [sys.executable, "-m", FAKE_ROBOT, "--rate", str(max(rate, 50.0))]
         if inference:
             robot_cmd += ["--cameras", ",".join(names.CAMERA_NAMES), "--camera-rate", str(args.camera_rate)]
         spawn(robot_cmd, f"fake_robot_{tag}.log")
         spawn([sys.executable, "-m", EXECUTOR, *ros_args(
-            {"backend": "ros2_control", "control_rate_hz": float(rate), "stats_window_s": float(args.duration) + 5.0,
+            {"control_rate_hz": float(rate), "stats_window_s": float(args.duration) + 5.0,
              "realtime_priority": args.realtime_priority},
             executor_name)], f"executor_{tag}.log")
         diag_name = f"{executor_name}: executor"

@@ -7,11 +7,11 @@ images decode with OpenCV or Pillow, whichever is present.
 from __future__ import annotations
 
 import io
-from typing import Dict, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
+from oft_policy.calibration import observed_arm
 from oft_policy.runtime.chunks import Chunk
 
 try:  # optional: a ROS install with vision_opencv
@@ -80,25 +80,16 @@ def chunk_to_msg(chunk: Chunk, msg_type):
 
 
 # ---- joint states ----------------------------------------------------------------------
-def joint_state_index_map(arm_joint_names: Sequence[str], columns: Sequence[str], offset: int) -> Dict[str, int]:
-    """Name -> column for one arm: both the driver's short names (`waist`) and the
-    suite-wide names (`left_waist`) map to the same column. Other names are ignored."""
-    mapping = {}
-    for k, (short, full) in enumerate(zip(arm_joint_names, columns)):
-        mapping[short] = offset + k
-        mapping[full] = offset + k
-    return mapping
+def follower_state_reader(calibration, arm: int, per_arm: int = 7):
+    """A function: one follower's driver JointState -> (its columns of the 14-dim vector, its 7 values
+    in the policy's convention), read by name (oft_policy.calibration.observed_arm); ConventionError
+    names what the message lacks."""
+    columns = list(range(arm * per_arm, (arm + 1) * per_arm))
 
+    def read(msg):
+        return columns, observed_arm(msg.name, msg.position, calibration)
 
-def positions_by_name(msg, index_map: Dict[str, int]):
-    """(columns, values) of the joints of `msg` that `index_map` knows, matched by name."""
-    columns, values = [], []
-    for name, position in zip(msg.name, msg.position):
-        column = index_map.get(name)
-        if column is not None:
-            columns.append(column)
-            values.append(position)
-    return columns, values
+    return read
 
 
 # ---- images -----------------------------------------------------------------------------

@@ -3,8 +3,15 @@
 A thin ROS shell over oft_policy.runtime.ExecutorCore: it turns parameters into
 the core's parts, joint states and chunks into core inputs, and each tick's
 result into arm commands, a DriftReport, ExecutorStatus (10 Hz) and diagnostics.
+Chunks, the queue, the limits and drift are in the policy's convention
+(oft_policy.calibration); the follower joint states (9 names, robot units) are read
+into it, and the backend turns commands back into robot units: the robot boundary.
+Nothing is sent until the backend reports the robot set up (interbotix: operating
+modes set and confirmed, torque on); until then the status says why.
 Ticks come from a timer at the control rate, or (`tick_on_joint_states`) from the
-arms' joint states: one tick, at the newest stamp, once every arm has reported anew.
+arms' joint states: one tick, at the newest stamp, once every arm has reported a
+state at least about one control period newer than the last tick (the driver
+publishes at 100 Hz, twice the control rate).
 """
 
 from __future__ import annotations
@@ -27,15 +34,10 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from oft_policy import names
-from oft_policy.nodes.command_backends import make_backend
-from oft_policy.nodes.conversions import (
-    chunk_from_msg,
-    joint_state_index_map,
-    positions_by_name,
-    seconds_to_time,
-    time_to_seconds,
-)
-from oft_policy.nodes.params import ParamSpec, declare_parameters
+from oft_policy.calibration import ConventionError, check_convention
+from oft_policy.nodes.command_backends import BACKEND_PARAMETERS, make_backend
+from oft_policy.nodes.conversions import chunk_from_msg, follower_state_reader, seconds_to_time, time_to_seconds
+from oft_policy.nodes.params import CALIBRATION_PARAMETERS, ParamSpec, calibration_from_parameters, declare_parameters
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.normalization import NormalizationStats
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
@@ -63,23 +65,18 @@ CHUNK_BURST_QOS = copy.copy(CHUNK_QOS)
 CHUNK_BURST_QOS.depth = 100
 
 EXECUTOR_PARAMETERS = (
-    ParamSpec("backend", "interbotix", "Output backend: 'interbotix' (xs driver JointGroupCommand/JointSingleCommand) or 'ros2_control'."),
+    ParamSpec("backend", "interbotix", "Output backend (a name in oft_policy.nodes.command_backends.BACKENDS): 'interbotix', the ALOHA stack's xs drivers."),
     ParamSpec("control_rate_hz", 50.0, "Control tick rate in Hz; one action is executed per tick."),
     ParamSpec(
         "tick_on_joint_states", False,
-        "Tick each time every arm has reported a newer joint state (read, then command, as a ros2_control loop "
-        "does) instead of on a timer at control_rate_hz; a lockstep simulator's steps then drive the ticks.",
+        "Tick each time every arm has reported a joint state about one control period newer than the last tick "
+        "(read, then command, as a ros2_control loop does) instead of on a timer at control_rate_hz; a lockstep "
+        "simulator's steps then drive the ticks.",
     ),
-    ParamSpec("joint_names", names.ALOHA_JOINT_NAMES, "Action dimensions in chunk column order; arm i owns the i-th block of len(arm_joint_names) names."),
-    ParamSpec("arm_joint_names", names.ARM_JOINTS, "Joint names one arm's driver uses in its joint states and commands, in the order of that arm's block of joint_names."),
-    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name; other names such as the fingers are ignored)."),
-    ParamSpec("robot_names", names.FOLLOWER_ROBOTS, "interbotix backend: robot namespace of each arm (commands go to /<robot>/<topic>)."),
-    ParamSpec("interbotix_group_topic", names.INTERBOTIX_GROUP_COMMAND_TOPIC, "interbotix backend: JointGroupCommand topic under each robot namespace."),
-    ParamSpec("interbotix_single_topic", names.INTERBOTIX_SINGLE_COMMAND_TOPIC, "interbotix backend: JointSingleCommand topic under each robot namespace (the gripper)."),
-    ParamSpec("interbotix_arm_group", names.INTERBOTIX_ARM_GROUP, "interbotix backend: name of the joint group of the arm joints (all arm_joint_names but the gripper)."),
-    ParamSpec("gripper_joint", "gripper", "interbotix backend: the arm joint sent as a JointSingleCommand instead of in the group."),
-    ParamSpec("command_topics", names.FORWARD_POSITION_COMMAND_TOPICS, "ros2_control backend: command topic of each arm (Float64MultiArray for forward_position, JointTrajectory for joint_trajectory)."),
-    ParamSpec("ros2_control_interface", "forward_position", "ros2_control backend: 'forward_position' (forward position controller) or 'joint_trajectory' (joint trajectory controller)."),
+    ParamSpec("joint_names", names.ALOHA_JOINT_NAMES, "Action dimensions in chunk column order: 7 per arm (6 joints, then the gripper), arms in joint_state_topics order."),
+    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each follower's driver (9 names, read by name; the gripper observed from left_finger)."),
+    *CALIBRATION_PARAMETERS,
+    *BACKEND_PARAMETERS,
     ParamSpec("chunk_topic", names.ACTION_CHUNK_TOPIC, "oft_msgs/ActionChunk input topic."),
     ParamSpec("chunk_policy", "replace", "How a new chunk merges with queued actions from its start_time on: 'replace' or 'blend'."),
     ParamSpec("blend_weight", 0.5, "blend policy: weight of the new chunk on overlapping steps (old steps get 1 - weight)."),
@@ -87,8 +84,8 @@ EXECUTOR_PARAMETERS = (
     ParamSpec("max_chunk_horizon_s", 5.0, "Chunks whose last action is due later than this after their observation are rejected."),
     ParamSpec("max_future_s", 0.2, "Chunks whose stamp or start_time lie further than this ahead of now are rejected."),
     ParamSpec("limit_margin", 0.25, "Chunks with any action further than this outside the position limits are rejected (closer ones are clamped)."),
-    ParamSpec("position_limits_lower", None, "Lower position limit per joint_names entry; unset: ALOHA vx300s defaults.", Parameter.Type.DOUBLE_ARRAY),
-    ParamSpec("position_limits_upper", None, "Upper position limit per joint_names entry; unset: ALOHA vx300s defaults.", Parameter.Type.DOUBLE_ARRAY),
+    ParamSpec("position_limits_lower", None, "Lower position limit per joint_names entry (rad; grippers normalized, 0 closed); unset: ALOHA vx300s defaults, grippers 0.", Parameter.Type.DOUBLE_ARRAY),
+    ParamSpec("position_limits_upper", None, "Upper position limit per joint_names entry (rad; grippers normalized, 1 open); unset: ALOHA vx300s defaults, grippers 1.", Parameter.Type.DOUBLE_ARRAY),
     ParamSpec("velocity_limits", None, "Maximum speed (units/s) per joint_names entry, applied per tick; unset: vx300s default pi rad/s.", Parameter.Type.DOUBLE_ARRAY),
     ParamSpec("stats_path", "", "Checkpoint normalization stats JSON for the drift monitor; empty: normalize by each joint's limit range."),
     ParamSpec("drift_warn_threshold", 0.05, "Drift trend (fraction of each joint's action range) above which the monitor reports WARN."),
@@ -121,20 +118,20 @@ class ExecutorNode(Node):
         p = declare_parameters(self, EXECUTOR_PARAMETERS)
         self.params = p
         joint_names = tuple(p["joint_names"])
-        arm_names = tuple(p["arm_joint_names"])
         topics = p["joint_state_topics"]
-        if len(joint_names) != len(topics) * len(arm_names):
-            raise ValueError(
-                f"{len(joint_names)} joint_names do not split into {len(topics)} arms of {len(arm_names)} joints"
-            )
+        per_arm = len(names.ARM_JOINTS)
+        if len(joint_names) != len(topics) * per_arm:
+            raise ValueError(f"{len(joint_names)} joint_names do not split into {len(topics)} arms of {per_arm} joints")
         if p["chunk_policy"] not in CHUNK_POLICIES:
             raise ValueError(f"chunk_policy must be one of {CHUNK_POLICIES}, got {p['chunk_policy']!r}")
         rate = float(p["control_rate_hz"])
         if not rate > 0:
             raise ValueError(f"control_rate_hz must be positive, got {rate}")
         period = 1.0 / rate
-        n = len(arm_names)
+        self.period_s = period
+        n = per_arm
         self.arm_columns: List[slice] = [slice(i * n, (i + 1) * n) for i in range(len(topics))]
+        self.calibration = calibration_from_parameters(p)
         limits = _limits_from_params(p, joint_names)
         self.core = ExecutorCore(
             joint_names,
@@ -150,16 +147,17 @@ class ExecutorNode(Node):
         self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))
         # Tick periods on the clock the timer follows: wall time, or simulated time under use_sim_time.
         self._tick_clock = self.now_s if self.get_parameter("use_sim_time").value else time.perf_counter
-        self.backend = make_backend(self, p, self.arm_columns, period)
+        self.backend = make_backend(self, p, self.arm_columns, self.calibration)
+        self.core.block(self.backend.status())
         self._request_realtime(int(p["realtime_priority"]))
 
         self._tick_on_joint_states = bool(p["tick_on_joint_states"])
         self._arm_stamps: List[Optional[float]] = [None] * len(topics)
         self._last_tick_stamp = -np.inf
         for i, topic in enumerate(topics):
-            index_map = joint_state_index_map(arm_names, joint_names[self.arm_columns[i]], i * n)
+            reader = follower_state_reader(self.calibration, i, per_arm)
             self.create_subscription(
-                JointState, topic, lambda msg, m=index_map, arm=i: self._on_joint_state(msg, m, arm), SENSOR_QOS)
+                JointState, topic, lambda msg, read=reader, arm=i: self._on_joint_state(msg, read, arm), SENSOR_QOS)
         self.create_subscription(ActionChunk, p["chunk_topic"], self._on_chunk, CHUNK_BURST_QOS)
         self.drift_pub = self.create_publisher(DriftReport, names.DRIFT_TOPIC, STATUS_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, STATUS_QOS)
@@ -173,7 +171,7 @@ class ExecutorNode(Node):
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics)
         self.get_logger().info(
             f"{p['backend']} backend at {rate:g} Hz to {', '.join(self.backend.topics())}; "
-            f"chunks on {p['chunk_topic']} ({p['chunk_policy']})"
+            f"chunks on {p['chunk_topic']} ({p['chunk_policy']}); calibration {self.calibration.describe()}"
         )
 
     def _request_realtime(self, priority: int) -> None:
@@ -191,6 +189,7 @@ class ExecutorNode(Node):
             self.get_logger().info("no stats_path: the drift monitor normalizes by each joint's limit range")
             return limits.span
         stats = NormalizationStats.load(p["stats_path"])
+        check_convention(stats.convention, f"statistics {p['stats_path']}")
         self.get_logger().info(f"drift monitor normalizes with the action range of {p['stats_path']}")
         return drift_scale_from_stats(stats, joint_names, limits)
 
@@ -198,13 +197,18 @@ class ExecutorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ---- inputs ----------------------------------------------------------------
-    def _on_joint_state(self, msg: JointState, index_map, arm: int) -> None:
-        columns, values = positions_by_name(msg, index_map)
-        if columns:
-            self.core.set_measured(columns, values)
+    def _on_joint_state(self, msg: JointState, read, arm: int) -> None:
+        try:
+            columns, values = read(msg)
+        except ConventionError as exc:
+            self.get_logger().warn(f"ignored joint state of arm {arm}: {exc}", throttle_duration_sec=2.0)
+            return
+        self.core.set_measured(columns, values)
         if self._tick_on_joint_states:
             self._arm_stamps[arm] = time_to_seconds(msg.header.stamp)
-            if all(s is not None and s > self._last_tick_stamp for s in self._arm_stamps):
+            # States come at twice the control rate: tick on those about one period after the last tick.
+            due = self._last_tick_stamp + 0.75 * self.period_s
+            if all(s is not None and s >= due for s in self._arm_stamps):
                 self._last_tick_stamp = max(self._arm_stamps)
                 self._on_tick(self._last_tick_stamp)
 
@@ -240,6 +244,7 @@ class ExecutorNode(Node):
         """One control tick: at `stamp` (the joint states' time) when ticking on joint states, else now."""
         self.ticks.on_tick(self._tick_clock() if stamp is None else stamp)
         now = self.now_s() if stamp is None else stamp
+        self._follow_backend()
         result = self.core.tick(now)
         if result.command is not None:
             self.backend.send(result.command)
@@ -256,6 +261,16 @@ class ExecutorNode(Node):
                     f"drift {result.drift.level.name}: trend {result.drift.trend:.3f}",
                     throttle_duration_sec=0.1,
                 )
+
+    def _follow_backend(self) -> None:
+        """Block the core while the robot is not set up for our commands; free it once it is."""
+        if self.backend.ready:
+            if self.core.blocked:
+                self.core.unblock()
+                self.get_logger().info(f"{self.backend.status()}; executing chunks")
+            return
+        state = ExecutorState.HALTED if self.backend.failed else ExecutorState.IDLE
+        self.core.block(self.backend.status(), state)
 
     def _publish_drift(self, sample, now: float) -> None:
         monitor = self.core.drift_monitor
@@ -275,6 +290,7 @@ class ExecutorNode(Node):
 
     # ---- reporting ------------------------------------------------------------------
     def _publish_status(self) -> None:
+        self._follow_backend()  # the set-up's progress shows even while no tick runs
         now = self.now_s()
         core = self.core
         msg = ExecutorStatus(
@@ -285,6 +301,7 @@ class ExecutorNode(Node):
             missed_ticks=self.ticks.missed_ticks,
             rejected_chunks=core.rejected_chunks,
             last_sequence=max(0, core.validator.last_sequence or 0),
+            driver_ready=bool(self.backend.ready),
             reason=core.reason,
         )
         msg.header.stamp = seconds_to_time(now)
@@ -318,6 +335,9 @@ class ExecutorNode(Node):
             "obs_to_command_ms_p99": latency["p99"],
             "obs_to_command_samples": len(core.obs_to_command_ms),
             "drift_trend": core.last_drift.trend if core.last_drift else 0.0,
+            "driver_ready": self.backend.ready,
+            "driver": self.backend.status(),
+            "calibration": self.calibration.describe(),
         }
         status = DiagnosticStatus(
             level=level,

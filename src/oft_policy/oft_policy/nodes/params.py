@@ -42,10 +42,21 @@ def read_parameters(node, table: Sequence[ParamSpec]) -> dict:
     return values
 
 
-def parameter_table_markdown(table: Sequence[ParamSpec]) -> str:
-    """The table as Markdown (for docs and for writing parameter files)."""
-    lines = ["| parameter | default | description |", "|---|---|---|"]
-    for spec in table:
-        default = "(unset)" if spec.default is None else repr(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
-        lines.append(f"| `{spec.name}` | `{default}` | {spec.description} |")
-    return "\n".join(lines)
+CALIBRATION_PARAMETERS = (
+    ParamSpec("calibration", "aloha2", "Gripper calibration preset of the rig: 'aloha2' (ALOHA 2, the ALOHA ROS 2 stack) or 'aloha1' (original ALOHA)."),
+    *(
+        ParamSpec(f"calibration_{span}", None, f"[closed, open] of the {span.replace('_', ' ')} ({unit}), overriding the preset.",
+                  Parameter.Type.DOUBLE_ARRAY)
+        for span, unit in (("follower_joint", "rad"), ("follower_finger", "m"), ("leader_joint", "rad"), ("leader_finger", "m"))
+    ),
+)
+"""The robot's gripper calibration (oft_policy.calibration), the same parameters on every node that converts."""
+
+
+def calibration_from_parameters(values: dict):
+    """The Calibration the CALIBRATION_PARAMETERS values name (preset, then any overridden span)."""
+    from oft_policy.calibration import RANGES, calibration_preset
+
+    spans = {span: values.get(f"calibration_{span}") for span in RANGES}
+    return calibration_preset(values["calibration"]).with_overrides(**spans)
+

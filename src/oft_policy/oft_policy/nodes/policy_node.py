@@ -34,17 +34,23 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from oft_policy import names
+from oft_policy.calibration import ConventionError
 from oft_policy.nodes.conversions import (
     ImageConversionError,
     chunk_to_msg,
     compressed_to_rgb,
+    follower_state_reader,
     image_to_rgb,
-    joint_state_index_map,
-    positions_by_name,
     seconds_to_time,
     time_to_seconds,
 )
-from oft_policy.nodes.params import ParamSpec, declare_parameters, read_parameters
+from oft_policy.nodes.params import (
+    CALIBRATION_PARAMETERS,
+    ParamSpec,
+    calibration_from_parameters,
+    declare_parameters,
+    read_parameters,
+)
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
 from oft_policy.runtime.chunks import Chunk
@@ -65,10 +71,11 @@ POLICY_PARAMETERS = (
     ParamSpec("max_input_age_s", 0.5, "Inputs (camera frames, joint states) older than this are stale: no chunk is published."),
     ParamSpec("fresh_frames_wait_s", 0.05, "Once a chunk is wanted, wait up to this long for camera frames newer than the request."),
     ParamSpec("executor_confirm_timeout_s", 1.0, "After publishing, wait this long (wall clock) for the executor to report the chunk before requesting again."),
-    ParamSpec("camera_topics", None, "Image topic per checkpoint camera, in the checkpoint's camera order; unset: /<camera>/image_raw.", Parameter.Type.STRING_ARRAY),
+    ParamSpec("camera_topic_pattern", names.CAMERA_TOPIC_PATTERN, "Image topic of each checkpoint camera; {camera} is its name (the ALOHA stack's realsense topics by default)."),
+    ParamSpec("camera_topics", None, "Image topic per checkpoint camera, in the checkpoint's camera order; unset: from camera_topic_pattern.", Parameter.Type.STRING_ARRAY),
     ParamSpec("compressed_images", False, "Subscribe to sensor_msgs/CompressedImage on <camera topic>/compressed instead of raw images."),
-    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each arm (joints matched by name)."),
-    ParamSpec("arm_joint_names", names.ARM_JOINTS, "Joint names each arm's joint states use, in the order of that arm's block of the checkpoint's joint names."),
+    ParamSpec("joint_state_topics", names.FOLLOWER_JOINT_STATE_TOPICS, "sensor_msgs/JointState topic of each follower's driver (9 names, read by name; the gripper observed from left_finger)."),
+    *CALIBRATION_PARAMETERS,
     ParamSpec("chunk_topic", names.ACTION_CHUNK_TOPIC, "oft_msgs/ActionChunk output topic."),
     ParamSpec("executor_status_topic", names.EXECUTOR_STATUS_TOPIC, "oft_msgs/ExecutorStatus input topic (queue depth, last accepted sequence)."),
     ParamSpec("start_time_offset_s", 0.0, "Added to the chunk's start_time (e.g. the transport delay to a remote executor)."),
@@ -133,14 +140,15 @@ class PolicyNode(LifecycleNode):
         warm_up_ms = self.policy.warm_up(p["instruction"])
         self.get_logger().info(f"warm-up prediction took {warm_up_ms:.0f} ms")
         spec = self.policy.spec
-        camera_topics = p["camera_topics"] or [names.camera_topic(cam) for cam in spec.camera_names]
+        camera_topics = p["camera_topics"] or names.camera_topics(spec.camera_names, p["camera_topic_pattern"])
         if len(camera_topics) != len(spec.camera_names):
             raise ValueError(f"{len(camera_topics)} camera_topics for the checkpoint's cameras {list(spec.camera_names)}")
-        arm_names, topics = p["arm_joint_names"], p["joint_state_topics"]
-        if len(spec.joint_names) != len(arm_names) * len(topics):
+        topics, per_arm = p["joint_state_topics"], len(names.ARM_JOINTS)
+        if len(spec.joint_names) != per_arm * len(topics):
             raise ValueError(
-                f"the checkpoint's {len(spec.joint_names)} joints do not split into {len(topics)} arms of {len(arm_names)}"
+                f"the checkpoint's {len(spec.joint_names)} joints do not split into {len(topics)} arms of {per_arm}"
             )
+        calibration = calibration_from_parameters(p)
         self.inputs = InputBuffer(spec.camera_names, spec.joint_names, p["max_input_age_s"])
         threshold = p["queue_low_threshold"] if p["queue_low_threshold"] >= 0 else spec.chunk_size // 2
         self.trigger = ChunkTrigger(
@@ -153,11 +161,10 @@ class PolicyNode(LifecycleNode):
             msg_type, topic = (CompressedImage, f"{topic}/compressed") if compressed else (Image, topic)
             self._input_subscriptions.append(self.create_subscription(
                 msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), SENSOR_QOS))
-        n = len(arm_names)
         for i, topic in enumerate(topics):
-            index_map = joint_state_index_map(arm_names, spec.joint_names[i * n:(i + 1) * n], i * n)
+            reader = follower_state_reader(calibration, i, per_arm)
             self._input_subscriptions.append(self.create_subscription(
-                JointState, topic, lambda msg, m=index_map: self._on_joint_state(msg, m), SENSOR_QOS))
+                JointState, topic, lambda msg, read=reader: self._on_joint_state(msg, read), SENSOR_QOS))
         self._input_subscriptions.append(self.create_subscription(
             ExecutorStatus, p["executor_status_topic"], self._on_executor_status, STATUS_QOS))
         self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, p["chunk_topic"], CHUNK_QOS)
@@ -208,10 +215,13 @@ class PolicyNode(LifecycleNode):
         if self._check_timer is not None:
             self._on_check()  # a fresh frame may complete the observation a wanted chunk waits for
 
-    def _on_joint_state(self, msg: JointState, index_map) -> None:
-        columns, values = positions_by_name(msg, index_map)
-        if columns:
-            self.inputs.put_joints(columns, values, time_to_seconds(msg.header.stamp))
+    def _on_joint_state(self, msg: JointState, read) -> None:
+        try:
+            columns, values = read(msg)
+        except ConventionError as exc:
+            self.get_logger().warn(f"ignored joint state: {exc}", throttle_duration_sec=2.0)
+            return
+        self.inputs.put_joints(columns, values, time_to_seconds(msg.header.stamp))
 
     def _on_executor_status(self, msg: ExecutorStatus) -> None:
         self.trigger.on_executor_status(msg.queue_depth, msg.last_sequence, halted=msg.state == HALTED)

@@ -70,6 +70,7 @@ class ExecutorCore:
         self.expired_chunks = 0
         self.last_expiry = ""
         self.last_drift: Optional[DriftSample] = None
+        self.blocked = ""  # why nothing may be sent (e.g. the robot is not set up); empty: free to run
         self._last_first_used_sequence = -1
         self._last_expired_sequence = -1
         self.obs_to_command_ms = RollingStats(latency_window)
@@ -94,11 +95,28 @@ class ExecutorCore:
             self.last_rejection = str(exc)
             raise
         self.accepted_chunks += 1
-        if self.state != ExecutorState.HALTED:
+        if self.state != ExecutorState.HALTED and not self.blocked:
             self.queue.insert(chunk)
+
+    def block(self, reason: str, state: "ExecutorState" = None) -> None:
+        """Send nothing until unblock(): the queue is dropped and the reason reported (state IDLE, or as given)."""
+        self.blocked = reason
+        self.queue.clear()
+        self._set_state(state if state is not None else ExecutorState.IDLE, reason)
+
+    def unblock(self) -> None:
+        """Free to run again: the next command starts from the measured position."""
+        if not self.blocked:
+            return
+        self.blocked = ""
+        self.last_command = None
+        self.drift_monitor.reset()
+        self._set_state(ExecutorState.IDLE, self._idle_reason())
 
     def resume(self) -> tuple:
         """Re-arm after a halt: hold the measured position and clear the drift history."""
+        if self.blocked:
+            return False, f"cannot resume: {self.blocked}"
         if self.state != ExecutorState.HALTED:
             return False, f"not halted (state {self.state.name})"
         if not self.has_measurement:
@@ -111,6 +129,9 @@ class ExecutorCore:
 
     # ---- the tick ----------------------------------------------------------
     def tick(self, now_s: float) -> TickResult:
+        if self.blocked:
+            self.queue.clear()
+            return TickResult(None, self.state, self.last_drift)
         if self.state == ExecutorState.HALTED:
             self.queue.clear()
             return TickResult(None, self.state, self.last_drift)

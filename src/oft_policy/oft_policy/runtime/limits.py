@@ -1,9 +1,12 @@
 """Joint position and velocity limits, and the filter every outgoing command passes.
 
-Defaults are the ViperX 300 s (vx300s) arms of ALOHA: the joint ranges of the
-Interbotix description (also used by the ALOHA MuJoCo models), the gripper
-range of the ALOHA follower's gripper joint, and the description's velocity
-limit of pi rad/s on every joint.
+Limits apply in the policy's convention (oft_policy.calibration): defaults are
+the ViperX 300 s (vx300s) arms of ALOHA, the joint ranges of the Interbotix
+description (also used by the ALOHA MuJoCo models), with each gripper normalized
+0 closed .. 1 open (the calibration turns that into the follower's own gripper
+joint range at the robot boundary), and the description's velocity limit of
+pi rad/s on every joint (per second of normalized travel for the grippers,
+about the motor's pi rad/s over its one-radian range).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ VX300S_POSITION_LIMITS = {
     "forearm_roll": (-3.14158, 3.14158),
     "wrist_angle": (-1.8675, 2.23402),
     "wrist_rotate": (-3.14158, 3.14158),
-    "gripper": (-0.6213, 1.4910),
+    "gripper": (0.0, 1.0),
 }
-"""(lower, upper) in radians per vx300s joint; the gripper is the follower's gripper joint angle."""
+"""(lower, upper) per vx300s joint: radians; the gripper normalized (0 closed .. 1 open)."""
 
 VX300S_MAX_VELOCITY = math.pi
 """rad/s, every joint."""

@@ -10,7 +10,8 @@ from pathlib import Path
 from oft_sim.closed_loop import (
     DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size, executed_per_chunk, render_size,
 )
-from oft_sim.evaluation import plot_drift, summarize, write_json, write_video
+from oft_sim.evaluation import plot_drift, rollout_frames, summarize, write_json, write_video
+from oft_policy import names
 from oft_sim.processes import exit_on_sigterm
 
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift-critical-threshold", type=float,
         help="executor drift trend that halts the arms (and ends the episode as a failure); default: the executor's",
     )
-    parser.add_argument("--video", help="write an mp4 of the first episode's high camera here")
+    parser.add_argument("--video", help="write an mp4 of the first episode here (every camera, step and reward)")
     parser.add_argument("--drift-plot", help="write a PNG of the drift trend of every episode here")
     parser.add_argument("--log-dir", help="node logs (default: a temporary directory)")
     return parser
@@ -102,7 +103,8 @@ def run(args, log=print) -> dict:
         },
     )
     if args.video and record.frames:
-        result["video"] = str(write_video([record.frames[stamp] for stamp in sorted(record.frames)], args.video))
+        pictures = rollout_frames(record.frames, record.frame_labels, names.CAMERA_NAMES)
+        result["video"] = str(write_video(pictures, args.video))
     if args.drift_plot:
         result["drift_plot"] = str(plot_drift(record.drift, args.drift_plot))
     if args.json:

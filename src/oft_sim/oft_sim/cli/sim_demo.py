@@ -1,8 +1,11 @@
-"""`sim_demo`: the README's main job. Closed loop on simulated transfer-cube with a checkpoint;
-when there is none, make one through the real pipeline first (scripted demos -> rosbag2 ->
-fit_normalizer -> export -> train on the tiny backbone) and say so. Ends with a short report
-(success over K seeds, image-to-command latency, executor jitter, peak drift), a drift plot
-(PNG) and a video (mp4) of one rollout.
+"""`sim_demo`: the README's main job. Closed loop on simulated transfer-cube through the real
+nodes (aloha_sim emulating the ALOHA follower drivers and cameras, policy_node, executor_node).
+
+By default it evaluates the committed reference checkpoint on a few seeds. `--train` first makes
+a checkpoint through the real pipeline at a small scale (scripted demos recorded as teleoperation
+-> rosbag2 -> fit_normalizer -> export -> train on the tiny backbone), `--full` at full scale.
+Ends with a short report (success over K seeds, image-to-command latency, executor jitter, peak
+drift), a drift plot (PNG) and a video (mp4) of one rollout.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class Scale:
     batch_size: int
 
 
+REFERENCE = Path("checkpoints/sim_transfer_cube_tiny")
+"""The committed reference checkpoint, relative to the repository root (where scripts/demo.sh runs)."""
+REFERENCE_EPISODES = 5
 QUICK = Scale("quick (minutes on 2 CPU cores; far too little training to solve the task)", 10, 300, 3, 8)
 FULL = Scale("full (50 demos and the training steps of the recipe sim_transfer_cube.yaml: about 70 min on 2 CPU cores)",
              50, None, 50, 8)
@@ -39,10 +45,12 @@ IMAGE_SIZE = (96, 128)  # demos and evaluation render at the same resolution
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sim_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of making one")
+    parser.add_argument("--checkpoint", help=f"evaluate this checkpoint (default: the reference, {REFERENCE})")
+    parser.add_argument("--train", action="store_true", help=f"make a checkpoint first: {QUICK.name}")
     parser.add_argument("--work-dir", default="runs/sim_demo", help="where demos, dataset, training run and report go")
     parser.add_argument("--full", action="store_true", help=f"full-scale pipeline: {FULL.name}")
-    parser.add_argument("--episodes", type=int, help="evaluation seeds (default 3 quick, 50 full)")
+    parser.add_argument("--episodes", type=int,
+                        help=f"evaluation seeds (default {REFERENCE_EPISODES} for a given checkpoint, 3 --train, 50 --full)")
     parser.add_argument("--first-seed", type=int, default=1000, help="first evaluation seed (demos use seeds from 0)")
     parser.add_argument("--demos", type=int, help="scripted demonstrations to record (default 10 quick, 50 full)")
     parser.add_argument("--train-steps", type=int, help="training steps (default 300 quick, the recipe's max_steps full)")
@@ -189,20 +197,24 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     exit_on_sigterm()
     scale = FULL if args.full else QUICK
+    train = args.full or args.train
     scale = Scale(
         scale.name,
         args.demos or scale.demos,
         args.train_steps or scale.train_steps or _recipe_steps(),
-        args.episodes or scale.eval_episodes,
+        args.episodes or (scale.eval_episodes if train else REFERENCE_EPISODES),
         scale.batch_size,
     )
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     made = None
     try:
-        if args.checkpoint:
-            checkpoint = Path(args.checkpoint)
-            print(f"[sim_demo] evaluating the given checkpoint {checkpoint}")
+        if not train:
+            checkpoint = Path(args.checkpoint or REFERENCE)
+            if not checkpoint.is_dir():
+                raise FileNotFoundError(f"no checkpoint at {checkpoint}: run from the repository root, or pass "
+                                        "--checkpoint DIR, or --train to make one")
+            print(f"[sim_demo] evaluating the checkpoint {checkpoint} (--train makes one through the pipeline)")
         elif (work / "checkpoint").is_dir() and not args.rebuild:
             checkpoint = work / "checkpoint"
             previous = work / "pipeline.json"

@@ -1,15 +1,18 @@
-"""ROS 2 node: the simulated bimanual ALOHA speaking the real arms' and cameras' interfaces.
+"""ROS 2 node: the simulated bimanual ALOHA behind the real follower driver's and cameras' interfaces.
 
-Thin layer over `oft_sim.simulator.AlohaSim` and `oft_sim.lockstep`:
-- publishes per-arm `sensor_msgs/JointState` (7 names, waist .. gripper; gripper
-  normalized 0 closed .. 1 open) on the follower joint-state topics, rgb8
-  `sensor_msgs/Image` per camera, `/clock`, `/sim/reward` (Float32) and
-  `/sim/success` (Bool);
-- takes commands from the ros2_control forward position controller topics
-  (Float64MultiArray, 7 values per arm) always, and from the Interbotix
-  `commands/joint_group` (group 'arm', 6 values) / `commands/joint_single`
-  (name 'gripper') topics when `interbotix_xs_msgs` is importable;
-- `/sim/reset` (std_srvs/Trigger) starts a new episode with the `seed` parameter.
+Thin layer over `oft_sim.simulator.AlohaSim` (physics), `oft_sim.xs_driver` (the
+interbotix_xs_sdk driver's modes and units) and `oft_sim.lockstep`. Per follower robot
+namespace (`robot_names`, default follower_left, follower_right), as the ALOHA stack has it:
+- `/<robot>/joint_states`: sensor_msgs/JointState at 100 Hz sim time, 9 names (waist ..
+  wrist_rotate, gripper motor radians, left_finger / right_finger metres);
+- `/<robot>/commands/joint_group` (group `arm`, 6 values) and `commands/joint_single`
+  (`gripper`), interpreted by the current operating mode; `commands/joint_trajectory` is
+  refused with a message (the emulation has no trajectory follower);
+- services `set_operating_modes`, `torque_enable`, `get_robot_info`, `reboot_motors`.
+  The driver starts with the arm in `position` and the gripper in `linear_position`;
+Cameras publish rgb8 images on realsense2_camera's topics (`camera_topic_pattern`), and
+the simulator adds `/clock`, `/sim/reward` (Float32), `/sim/success` (Bool), `/sim/episode`
+and `/sim/reset` (std_srvs/Trigger, a new episode with the `seed` parameter).
 
 Sim time starts at 1 s and only moves forward (a reset is one more 20 ms step), so
 nodes on `use_sim_time` never see time jump back. See `oft_sim.lockstep` for when
@@ -21,7 +24,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import List
 
 import numpy as np
 import rclpy
@@ -29,31 +31,25 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float32, Float64MultiArray, String
+from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import Trigger
 
 from oft_policy import names
 from oft_policy.nodes.conversions import time_to_nanoseconds
-from oft_policy.nodes.params import ParamSpec, declare_parameters
+from oft_policy.nodes.params import CALIBRATION_PARAMETERS, ParamSpec, calibration_from_parameters, declare_parameters
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import SENSOR_QOS, STATUS_QOS
 from oft_sim import interface
 from oft_sim.lockstep import ChunkCoverage, CommandBuffer, StepGate
 from oft_sim.simulator import CONTROL_PERIOD_S, AlohaSim
+from oft_policy.testing.xs_driver import DriverRefusal, XsArmState
+from oft_policy.testing.xs_driver_ros import DRIVER_QOS, joint_state_msg, serve_xs_driver
 
 SIM_TIME_START_NS = 1_000_000_000  # sim time 0 means "no clock yet" to use_sim_time nodes
 _PERIOD_NS = int(round(CONTROL_PERIOD_S * 1e9))
 # While sim time is held, the state is published again at this wall interval: nodes started
 # meanwhile learn the time, and a dropped best-effort frame costs at most this long.
 HOLD_REPUBLISH_S = 0.05
-
-
-def _import_interbotix():
-    try:
-        from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-    except ImportError:
-        return None
-    return JointGroupCommand, JointSingleCommand
 
 
 def _stamp(ns: int) -> Time:
@@ -65,7 +61,8 @@ PARAMETERS = (
     ParamSpec("seed", 0, "Seed of the object placement for the first episode and for every /sim/reset call."),
     ParamSpec("image_height", 96, "Rendered image height in pixels (all cameras)."),
     ParamSpec("image_width", 128, "Rendered image width in pixels (all cameras)."),
-    ParamSpec("cameras", list(names.CAMERA_NAMES), "Cameras to render and publish on /<camera>/image_raw."),
+    ParamSpec("cameras", list(names.CAMERA_NAMES), "Cameras to render and publish (topics from camera_topic_pattern)."),
+    ParamSpec("camera_topic_pattern", names.CAMERA_TOPIC_PATTERN, "Image topic of each camera; {camera} is its name."),
     ParamSpec("camera_every_n_steps", 1, "Render and publish images every N control steps (1 = 50 Hz)."),
     ParamSpec("realtime", False, "Pace physics to the wall clock (latency benchmarks) instead of lockstep."),
     ParamSpec("step_timeout_s", 0.05, "Lockstep: wall seconds to wait for a command on every arm before stepping anyway."),
@@ -89,21 +86,8 @@ PARAMETERS = (
     ),
     ParamSpec("action_chunk_topic", names.ACTION_CHUNK_TOPIC, "wait_for_chunks: the policy's ActionChunk topic."),
     ParamSpec("executor_status_topic", names.EXECUTOR_STATUS_TOPIC, "chunk_ack_from_executor: the executor's status topic."),
-    ParamSpec(
-        "forward_command_topics",
-        list(names.FORWARD_POSITION_COMMAND_TOPICS),
-        "ros2_control Float64MultiArray command topics (left, right), 7 values each.",
-    ),
-    ParamSpec(
-        "interbotix_robots",
-        list(names.FOLLOWER_ROBOTS),
-        "Robot namespaces (left, right) whose Interbotix command topics are followed when interbotix_xs_msgs is installed.",
-    ),
-    ParamSpec(
-        "joint_state_topics",
-        list(names.FOLLOWER_JOINT_STATE_TOPICS),
-        "JointState topics (left, right), 7 joints each: waist .. gripper (gripper normalized 0 closed .. 1 open).",
-    ),
+    ParamSpec("robot_names", list(names.FOLLOWER_ROBOTS), "Follower robot namespaces (left, right): joint states, commands and driver services."),
+    *CALIBRATION_PARAMETERS,
 )
 
 
@@ -117,6 +101,9 @@ class AlohaSimNode(Node):
         self.episode = 0
         self.sim.reset(p["seed"])
         self.commands = CommandBuffer(self.sim.joint_positions())
+        self.calibration = calibration_from_parameters(p)
+        self.robots = list(p["robot_names"])
+        self.drivers = [XsArmState(self.calibration) for _ in self.robots]
         self.rejected_commands = 0
         self.coverage = ChunkCoverage(
             p["chunk_timeout_s"], p["chunk_hold_steps"], p["chunk_ack_from_executor"]
@@ -129,12 +116,18 @@ class AlohaSimNode(Node):
         self._first_step_uncommanded = False
 
         self.clock_pub = self.create_publisher(Clock, interface.CLOCK_TOPIC, 10)
-        self.joint_pubs = [self.create_publisher(JointState, t, SENSOR_QOS) for t in p["joint_state_topics"]]
-        self.image_pubs = {c: self.create_publisher(Image, names.camera_topic(c), SENSOR_QOS) for c in self.sim.cameras}
+        # The driver publishes joint states reliable, depth 10 (best-effort readers match it too).
+        self.joint_pubs = [self.create_publisher(JointState, f"/{robot}/joint_states", DRIVER_QOS) for robot in self.robots]
+        self.image_pubs = {
+            c: self.create_publisher(Image, names.camera_topic(c, p["camera_topic_pattern"]), SENSOR_QOS)
+            for c in self.sim.cameras
+        }
         self.reward_pub = self.create_publisher(Float32, interface.REWARD_TOPIC, STATUS_QOS)
         self.success_pub = self.create_publisher(Bool, interface.SUCCESS_TOPIC, STATUS_QOS)
         self.episode_pub = self.create_publisher(String, interface.EPISODE_TOPIC, STATUS_QOS)
-        self._subscribe_commands(p["forward_command_topics"], p["interbotix_robots"])
+        for arm, robot in enumerate(self.robots):
+            serve_xs_driver(self, robot, self.drivers[arm], lambda msg, arm=arm: self._on_group(arm, msg),
+                            lambda msg, arm=arm: self._on_single(arm, msg), self._reject)
         self.create_service(Trigger, interface.RESET_SERVICE, self._on_reset)
         if self.coverage is not None:
             from oft_msgs.msg import ActionChunk, ExecutorStatus
@@ -156,44 +149,29 @@ class AlohaSimNode(Node):
 
     def _declare_parameters(self) -> dict:
         values = declare_parameters(self, PARAMETERS)
-        for key in ("forward_command_topics", "interbotix_robots", "joint_state_topics"):
-            if len(values[key]) != len(names.ARM_SIDES):
-                raise ValueError(f"parameter {key} needs one entry per arm (left, right), got {values[key]}")
+        if len(values["robot_names"]) != len(names.ARM_SIDES):
+            raise ValueError(f"parameter robot_names needs one entry per arm (left, right), got {values['robot_names']}")
         return values
 
     # --- commands ------------------------------------------------------------------------------------
 
-    def _subscribe_commands(self, forward_topics: List[str], robots: List[str]) -> None:
-        for arm, topic in enumerate(forward_topics):
-            self.create_subscription(
-                Float64MultiArray, topic, lambda msg, arm=arm: self._command(self.commands.set_arm, arm, msg.data), STATUS_QOS
-            )
-        interbotix = _import_interbotix()
-        if interbotix is None:
-            self.get_logger().info("interbotix_xs_msgs not installed: following ros2_control commands only")
-            return
-        group_type, single_type = interbotix
-        for arm, robot in enumerate(robots):
-            self.create_subscription(
-                group_type, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
-                lambda msg, arm=arm: self._on_group(arm, msg), STATUS_QOS,
-            )
-            self.create_subscription(
-                single_type, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
-                lambda msg, arm=arm: self._on_single(arm, msg), STATUS_QOS,
-            )
-
     def _on_group(self, arm: int, msg) -> None:
-        if msg.name != names.INTERBOTIX_ARM_GROUP:
-            self._reject(f"joint_group command for unknown group {msg.name!r}")
+        try:
+            goals = self.drivers[arm].arm_goals(msg.name, msg.cmd)
+        except DriverRefusal as refusal:
+            self._reject(f"{self.robots[arm]}: {refusal}")
             return
-        self._command(self.commands.set_arm_joints, arm, msg.cmd)
+        self._command(self.commands.set_arm_joints, arm, goals)
 
     def _on_single(self, arm: int, msg) -> None:
-        if msg.name != "gripper":
-            self._reject(f"joint_single command for unknown joint {msg.name!r}")
+        try:
+            opening = self.drivers[arm].gripper_opening(msg.name, msg.cmd)
+        except DriverRefusal as refusal:
+            self.commands.gripper_refused(arm)
+            self._reject(f"{self.robots[arm]}: {refusal}")
+            self._step_if_ready()
             return
-        self._command(self.commands.set_gripper, arm, msg.cmd)
+        self._command(self.commands.set_gripper, arm, opening)
 
     def _command(self, setter, arm: int, values) -> None:
         try:
@@ -252,7 +230,9 @@ class AlohaSimNode(Node):
         return self.commands.all_fresh() or self._first_step_uncommanded
 
     def _step(self) -> None:
-        self.sim.step(self.commands.consume())
+        # Joint states at twice the control rate, as the driver's 100 Hz: one halfway through.
+        midpoint = _stamp(self.sim_time_ns + _PERIOD_NS // 2)
+        self.sim.step(self.commands.consume(), at_midpoint=lambda: self._publish_joint_states(midpoint))
         self._first_step_uncommanded = False
         self.gate.stepped(time.monotonic())
         self.sim_time_ns += _PERIOD_NS
@@ -281,23 +261,24 @@ class AlohaSimNode(Node):
         receive time (as `ros2 bag record` does) files them under their own header stamp."""
         self._last_publish_wall = time.monotonic()
         stamp = _stamp(self.sim_time_ns)
-        self.clock_pub.publish(Clock(clock=stamp))
-        positions = self.sim.joint_positions()
-        velocities = self.sim.joint_velocities()
-        per_arm = len(names.ARM_JOINTS)
-        for arm, pub in enumerate(self.joint_pubs):
-            msg = JointState()
-            msg.header.stamp = stamp
-            msg.name = list(names.ARM_JOINTS)
-            msg.position = positions[arm * per_arm : (arm + 1) * per_arm].tolist()
-            msg.velocity = velocities[arm * per_arm : (arm + 1) * per_arm].tolist()
-            pub.publish(msg)
+        self._publish_joint_states(stamp)
         if force_images or self.sim.steps % self.camera_every_n_steps == 0:
             for camera, image in self.sim.render().items():
                 self.image_pubs[camera].publish(_image_msg(image, camera, stamp))
         self.reward_pub.publish(Float32(data=float(self.sim.reward)))
         self.success_pub.publish(Bool(data=bool(self.sim.success)))
         self.episode_pub.publish(String(data=self._episode_json()))
+
+    def _publish_joint_states(self, stamp: Time) -> None:
+        """/clock at `stamp`, then each follower's driver joint states (9 names, robot units)."""
+        self.clock_pub.publish(Clock(clock=stamp))
+        positions = self.sim.joint_positions()
+        velocities = self.sim.joint_velocities()
+        per_arm = len(names.ARM_JOINTS)
+        for arm, pub in enumerate(self.joint_pubs):
+            block = slice(arm * per_arm, (arm + 1) * per_arm)
+            pub.publish(joint_state_msg(self.drivers[arm], stamp, positions[block][:6], positions[block][6],
+                                        velocities[block][:6], velocities[block][6]))
 
     def _episode_json(self) -> str:
         return json.dumps(

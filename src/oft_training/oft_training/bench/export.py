@@ -22,7 +22,7 @@ from oft_training.bagread import open_bag
 from oft_training.cli.common import run_main
 from oft_training.exporter import ExportOptions, export
 from oft_training.lerobot_format import DEFAULT_CODEC
-from oft_training.synthetic import LEADER_GRIPPER_MAP, write_bag
+from oft_training.synthetic import CALIBRATION, write_bag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def main_impl(argv=None) -> int:
         decoded_s = best_time(lambda: read_deserialized(bag), args.repeats)
         runs = iter(range(args.repeats))
         options = ExportOptions("benchmark", cameras=args.cameras, fps=args.fps, min_frames=1, codec=args.codec,
-                                leader_gripper_map=LEADER_GRIPPER_MAP)
+                                calibration=CALIBRATION)
         frames = {}
 
         def one_export():

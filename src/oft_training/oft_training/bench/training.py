@@ -19,7 +19,7 @@ import torch
 
 from oft_training.cli.common import run_main
 from oft_training.exporter import ExportOptions, export
-from oft_training.synthetic import LEADER_GRIPPER_MAP, write_bag
+from oft_training.synthetic import CALIBRATION, write_bag
 from oft_training.train_config import load_config
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
@@ -48,7 +48,7 @@ def main_impl(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         tmp = Path(tmp)
         bags = [write_bag(tmp / f"bag_{i}", seconds=2.0, cameras=cameras, image_hw=(64, 64)) for i in range(3)]
-        options = ExportOptions("benchmark", cameras=cameras, min_frames=10, leader_gripper_map=LEADER_GRIPPER_MAP)
+        options = ExportOptions("benchmark", cameras=cameras, min_frames=10, calibration=CALIBRATION)
         export(bags, tmp / "ds", options, progress=False)
         config = load_config(args.config, [
             f"data.dataset={tmp / 'ds'}", f"training.output_dir={tmp / 'run'}", f"training.max_steps={args.steps}",

@@ -6,7 +6,11 @@ import argparse
 import logging
 import sys
 
-from oft_training.gripper_map import CUSTOM_FORMAT, DEFAULT_GRIPPER_MAP, PRESETS
+import json
+from pathlib import Path
+
+from oft_policy import names
+from oft_policy.calibration import DEFAULT_CALIBRATION, PRESETS, Calibration, CalibrationError, calibration_preset
 
 
 class UsageError(Exception):
@@ -27,15 +31,32 @@ def run_main(main_impl, argv=None, expected=(Exception,)) -> int:
         return 2
 
 
-def add_leader_gripper_map_argument(parser: argparse.ArgumentParser) -> None:
-    """The one --leader-gripper-map option of fit_normalizer and export (same name, same meaning)."""
+def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
+    """The one --calibration option of fit_normalizer and export (same name, same meaning)."""
     parser.add_argument(
-        "--leader-gripper-map", default=DEFAULT_GRIPPER_MAP.name, metavar="PRESET|NUMBERS",
+        "--calibration", default=DEFAULT_CALIBRATION.name, metavar="PRESET|FILE.json",
         help=(
-            "for bags whose actions come from the leader arms: map the leader gripper angle to the follower's "
-            "(linear: leader open -> follower open, leader close -> follower close). Presets: "
-            + ", ".join(m.describe() for m in PRESETS.values())
-            + f". Or four numbers {CUSTOM_FORMAT} in radians (write --leader-gripper-map=... when the first is "
-            f"negative). Commanded-action bags are not changed. Default: {DEFAULT_GRIPPER_MAP.name}"
+            "the recording rig's gripper calibration, to turn the bags' robot units into the policy's convention "
+            "(grippers normalized). Presets: " + "; ".join(c.describe() for c in PRESETS.values())
+            + ". Or a JSON file of a calibration record (as a dataset's meta/oft_export.json holds). "
+            f"Default: {DEFAULT_CALIBRATION.name}"
         ),
+    )
+
+
+def parse_calibration(text: str) -> Calibration:
+    """A preset name or a JSON file holding one calibration record."""
+    path = Path(text)
+    if path.suffix == ".json":
+        try:
+            return Calibration.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    return calibration_preset(text)
+
+
+def add_camera_topic_pattern_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--camera-topic-pattern", default=names.CAMERA_TOPIC_PATTERN,
+        help=f"image topic of each camera, {{camera}} standing for its name (default {names.CAMERA_TOPIC_PATTERN})",
     )

@@ -8,10 +8,11 @@ import sys
 from oft_policy import names
 
 from oft_training.bagread import BagError
-from oft_training.cli.common import UsageError, add_leader_gripper_map_argument, run_main
+from oft_training.cli.common import (
+    UsageError, add_calibration_argument, add_camera_topic_pattern_argument, parse_calibration, run_main,
+)
 from oft_training.exporter import ExportError, ExportOptions, export
 from oft_training.fitting import ACTION_SOURCES
-from oft_training.gripper_map import parse_gripper_map
 from oft_training.lerobot_format import DEFAULT_CODEC, DatasetFormatError
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--action-source", choices=ACTION_SOURCES, default="auto",
                         help="leader arms, commanded-action topic, or auto (commanded when present)")
     parser.add_argument("--commanded-action-topic", default=COMMANDED_ACTION_TOPIC)
-    add_leader_gripper_map_argument(parser)
+    add_calibration_argument(parser)
+    add_camera_topic_pattern_argument(parser)
     parser.add_argument("--max-gap", type=float, default=0.5, help="longest gap (s) in any stream before an episode is skipped")
     parser.add_argument("--min-frames", type=int, default=25, help="episodes shorter than this (one chunk) are skipped")
     parser.add_argument("--episode-topic", default=None,
@@ -50,7 +52,7 @@ def main_impl(argv=None) -> int:
         instruction=args.instruction, cameras=args.cameras, fps=args.fps, action_source=args.action_source,
         commanded_topic=args.commanded_action_topic, max_gap_s=args.max_gap, min_frames=args.min_frames,
         on_corrupt="skip" if args.skip_corrupt else "fail", codec=args.codec, episode_topic=args.episode_topic,
-        leader_gripper_map=parse_gripper_map(args.leader_gripper_map),
+        calibration=parse_calibration(args.calibration), camera_topic_pattern=args.camera_topic_pattern,
     )
     report = export(args.bags, args.out, options)
     for line in report.lines():

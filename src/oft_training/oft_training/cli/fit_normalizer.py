@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from oft_policy.calibration import CalibrationError, ConventionError
 from oft_policy.normalization import ACTION_SCHEMES, StatsError
 
 from oft_training.bagread import BagError, find_bags
-from oft_training.cli.common import UsageError, add_leader_gripper_map_argument, run_main
+from oft_training.cli.common import UsageError, add_calibration_argument, parse_calibration, run_main
 from oft_training.fitting import ACTION_SOURCES, fit_from_bags
-from oft_training.gripper_map import GripperMapError, parse_gripper_map
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
 
@@ -27,23 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="leader arms, the commanded-action topic, or auto (commanded when the bag has it)",
     )
     parser.add_argument("--commanded-action-topic", default=COMMANDED_ACTION_TOPIC, help="commanded-action topic")
-    add_leader_gripper_map_argument(parser)
+    add_calibration_argument(parser)
     parser.add_argument("--skip-corrupt", action="store_true", help="skip undecodable messages (counted) instead of failing")
     return parser
 
 
 def main_impl(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    gripper_map = parse_gripper_map(args.leader_gripper_map)
+    calibration = parse_calibration(args.calibration)
     result = fit_from_bags(
         find_bags(args.bags), args.action_source, args.action_scheme,
-        "skip" if args.skip_corrupt else "fail", args.commanded_action_topic,
-        leader_gripper_map=gripper_map,
+        "skip" if args.skip_corrupt else "fail", args.commanded_action_topic, calibration=calibration,
     )
     path = result.save(args.out)
     print(f"fitted on {result.proprio_samples} proprio and {result.action_samples} action samples -> {path}")
-    if "leader" in result.action_source_by_bag.values():
-        print(f"leader gripper map: {gripper_map.describe()}")
+    print(f"convention {result.stats.convention['name']}, calibration {calibration.describe()}")
     zero = result.stats.zero_variance_proprio
     print(f"zero-variance proprio dims: {', '.join(zero) if zero else 'none'}")
     flat = result.zero_range_actions
@@ -55,7 +53,7 @@ def main_impl(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run_main(main_impl, argv, (UsageError, BagError, StatsError, GripperMapError, OSError))
+    return run_main(main_impl, argv, (UsageError, BagError, StatsError, CalibrationError, ConventionError, OSError))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 from oft_policy import names
 
 from oft_training import msgtypes
-from oft_training.cli.common import UsageError, run_main
+from oft_training.cli.common import UsageError, add_camera_topic_pattern_argument, run_main
 from oft_training.recording import STORAGES, BagRecorder, RecorderError, default_topics
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--topic", action="append", default=[], metavar="TOPIC:TYPE",
         help="extra topic and its type, e.g. /oft/success:std_msgs/Bool (repeatable)",
     )
+    add_camera_topic_pattern_argument(parser)
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to record (0: until Ctrl-C)")
     parser.add_argument("--use-sim-time", action="store_true", help="stamp messages with /clock time")
     return parser
@@ -75,7 +76,8 @@ def main_impl(argv=None) -> int:
     # Accept `--ros-args ...` (what launch_ros appends) beside our own flags.
     full_argv = ["record", *(sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(remove_ros_args(full_argv)[1:])
-    topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic))
+    topics = default_topics(args.cameras, not args.no_leaders, args.commanded_action, parse_extra_topics(args.topic),
+                            args.camera_topic_pattern)
     rclpy.init(args=full_argv)  # rclpy's own handlers turn SIGINT/SIGTERM into a context shutdown
     node = rclpy.create_node("oft_bag_recorder")
     try:

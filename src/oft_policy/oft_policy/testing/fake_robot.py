@@ -1,18 +1,21 @@
-"""A light stand-in for the arms and cameras, speaking the drivers' interfaces (tests, benchmarks).
+"""A light stand-in for the follower drivers and cameras (tests, benchmarks), on the real interfaces.
 
-It subscribes to the executor's commands (Interbotix xs JointGroupCommand +
-JointSingleCommand, or ros2_control Float64MultiArray / JointTrajectory), moves
-its joints to each command at once (perfect tracking, plus an offset that can be
-set with `--stdin-control` and a stdin line `offset <value>`), publishes each arm's joint
-states as the Interbotix driver does (the 7 joint names plus the finger joints,
-in a scrambled order, so consumers must match names), and optionally publishes
-camera images stamped with the current time. With `--record PATH` it writes every
-command it receives as one JSON line; with `--matched-file PATH` it creates that file once
-every command subscription is matched with a publisher (tests wait for it: a command sent
-before the match is lost). SIGINT (or, with `--stdin-control`, closing stdin) stops it.
-The MuJoCo simulator (oft_sim) is the full stand-in; this one costs almost no CPU.
+Per follower namespace it is the emulated interbotix_xs_sdk driver of
+`oft_policy.testing.xs_driver` (modes, torque, services, commands interpreted by mode:
+the gripper starts in `linear_position`, as ALOHA's follower config has it), with
+perfect tracking instead of physics: each accepted command is the new position (plus an
+offset that can be set with `--stdin-control` and a stdin line `offset <value>`, in the
+policy's convention). It publishes each arm's joint states as the driver does (9 names,
+robot units, in a scrambled order, so consumers must match names), and optionally
+camera images stamped with the current time on the realsense topics. With
+`--record PATH` it writes every command it receives as one JSON line (raw values, and
+whether the driver took it); with `--matched-file PATH` it creates that file once every
+command subscription is matched with a publisher (tests wait for it: a command sent
+before the match is lost). `--no-services` stands for a driver that offers none of its
+services. SIGINT (or, with `--stdin-control`, closing stdin) stops it. The MuJoCo
+simulator (oft_sim) is the full stand-in; this one costs almost no CPU.
 
-    python -m oft_policy.nodes.fake_robot --backend interbotix --cameras cam_high,cam_left_wrist
+    python -m oft_policy.testing.fake_robot --cameras cam_high,cam_left_wrist
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from oft_policy import names
 
 SCRAMBLED_ARM_NAMES = ("left_finger", "gripper", "wrist_rotate", "waist", "elbow", "shoulder", "right_finger",
                        "forearm_roll", "wrist_angle")
-FINGER_POSITION = 0.03
-BACKENDS = ("interbotix", "forward_position", "joint_trajectory")
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -47,8 +48,10 @@ def _png(frame: np.ndarray) -> bytes:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="fake_robot", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=BACKENDS, default="interbotix")
-    parser.add_argument("--initial", type=float, default=0.0, help="initial position of every joint")
+    parser.add_argument("--initial", type=float, default=0.0,
+                        help="initial position of every joint, in the convention (arm rad, gripper opening)")
+    parser.add_argument("--calibration", default="aloha2", help="gripper calibration preset of the emulated rig")
+    parser.add_argument("--no-services", action="store_true", help="offer none of the driver's services")
     parser.add_argument("--record", default="", help="append every received command to this JSON-lines file")
     parser.add_argument("--rate", type=float, default=100.0, help="joint state rate (Hz)")
     parser.add_argument("--cameras", default="", help="comma-separated camera names to publish images for")
@@ -65,54 +68,50 @@ def parse_args(argv):
 
 class FakeRobot:
     def __init__(self, node, args):
-        from oft_policy.qos import SENSOR_QOS
+        from sensor_msgs.msg import JointState
+
+        from oft_policy.calibration import calibration_preset
+        from oft_policy.testing.xs_driver import XsArmState
 
         self.node = node
         self.arm_dim = len(names.ARM_JOINTS)
         self.positions = [np.full(self.arm_dim, args.initial) for _ in names.FOLLOWER_ROBOTS]
         self.offset = 0.0
+        calibration = calibration_preset(args.calibration)
+        self.drivers = [XsArmState(calibration) for _ in names.FOLLOWER_ROBOTS]
         self._record = open(args.record, "a") if args.record else None
         self._lock = threading.Lock()
-        self._command_subs = []
-        self._subscribe(args.backend)
+        self._serve(not args.no_services)
         if args.matched_file:
             self._matched_file = args.matched_file
             self._matched_timer = node.create_timer(0.05, self._check_matched)
-        from sensor_msgs.msg import JointState
-
         self._joint_state_type = JointState
-        self._state_pubs = [node.create_publisher(JointState, t, SENSOR_QOS) for t in names.FOLLOWER_JOINT_STATE_TOPICS]
-        self._order = [names.ARM_JOINTS.index(n) if n in names.ARM_JOINTS else None for n in SCRAMBLED_ARM_NAMES]
+        self._state_pubs = [node.create_publisher(JointState, t, 10) for t in names.FOLLOWER_JOINT_STATE_TOPICS]
+        self._order = [names.DRIVER_JOINT_STATE_NAMES.index(n) for n in SCRAMBLED_ARM_NAMES]
         node.create_timer(1.0 / args.rate, self.publish_states)
         cameras = [c for c in args.cameras.split(",") if c]
         if cameras:
             self._start_cameras(cameras, args.camera_rate, tuple(int(v) for v in args.image_size.split("x")),
                                 args.compressed)
 
-    def _subscribe(self, backend: str) -> None:
+    def _serve(self, with_services: bool) -> None:
+        from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+
+        from oft_policy.testing.xs_driver_ros import DRIVER_QOS, serve_xs_driver
+
         for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
-            if backend == "interbotix":
-                from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-
-                self._command_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
-                                           lambda m, a=arm: self._on_group(a, m))
-                self._command_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
-                                           lambda m, a=arm: self._on_single(a, m))
-            elif backend == "forward_position":
-                from std_msgs.msg import Float64MultiArray
-
-                self._command_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                           lambda m, a=arm: self._on_array(a, m))
+            group, single = (lambda m, a=arm: self._on_group(a, m)), (lambda m, a=arm: self._on_single(a, m))
+            if with_services:
+                serve_xs_driver(self.node, robot, self.drivers[arm], group, single, lambda reason: None)
             else:
-                from trajectory_msgs.msg import JointTrajectory
+                self.node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
+                                              group, DRIVER_QOS)
+                self.node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
+                                              single, DRIVER_QOS)
 
-                self._command_subscription(JointTrajectory, names.FORWARD_POSITION_COMMAND_TOPICS[arm],
-                                           lambda m, a=arm: self._on_trajectory(a, m))
-
-    def _command_subscription(self, msg_type, topic: str, callback) -> None:
-        from oft_policy.qos import STATUS_QOS
-
-        self._command_subs.append(self.node.create_subscription(msg_type, topic, callback, STATUS_QOS))
+    def _command_subscriptions(self) -> list:
+        return [sub for sub in self.node.subscriptions if "/commands/joint_" in sub.topic_name
+                and not sub.topic_name.endswith("joint_trajectory")]
 
     def _publisher_count(self, sub) -> int:
         # Subscription.get_publisher_count counts matched publishers (Iron and later); Humble
@@ -121,47 +120,45 @@ class FakeRobot:
         return count() if count is not None else self.node.count_publishers(sub.topic_name)
 
     def _check_matched(self) -> None:
-        if all(self._publisher_count(sub) >= 1 for sub in self._command_subs):
+        if all(self._publisher_count(sub) >= 1 for sub in self._command_subscriptions()):
             open(self._matched_file, "w").close()
             self._matched_timer.cancel()
 
-    def _write(self, arm, kind, name, values) -> None:
+    def _write(self, arm, kind, name, values, refused: str = "") -> None:
         if self._record is None:
             return
+        driver = self.drivers[arm]
         with self._lock:
-            self._record.write(json.dumps({"t": time.time(), "arm": arm, "kind": kind, "name": name,
-                                           "values": [float(v) for v in values]}) + "\n")
+            self._record.write(json.dumps({
+                "t": time.time(), "arm": arm, "kind": kind, "name": name, "values": [float(v) for v in values],
+                "mode": driver.arm.mode if kind == "group" else driver.gripper.mode, "refused": refused,
+            }) + "\n")
             self._record.flush()
 
     def _on_group(self, arm, msg) -> None:
-        self._write(arm, "group", msg.name, msg.cmd)
-        if msg.name == names.INTERBOTIX_ARM_GROUP and len(msg.cmd) == self.arm_dim - 1:
-            self.positions[arm][: self.arm_dim - 1] = msg.cmd
+        from oft_policy.testing.xs_driver import DriverRefusal
+
+        try:
+            self.positions[arm][: self.arm_dim - 1] = self.drivers[arm].arm_goals(msg.name, msg.cmd)
+            self._write(arm, "group", msg.name, msg.cmd)
+        except DriverRefusal as refusal:
+            self._write(arm, "group", msg.name, msg.cmd, str(refusal))
 
     def _on_single(self, arm, msg) -> None:
-        self._write(arm, "single", msg.name, [msg.cmd])
-        if msg.name == "gripper":
-            self.positions[arm][self.arm_dim - 1] = msg.cmd
+        from oft_policy.testing.xs_driver import DriverRefusal
 
-    def _on_array(self, arm, msg) -> None:
-        self._write(arm, "array", "", msg.data)
-        if len(msg.data) == self.arm_dim:
-            self.positions[arm][:] = msg.data
-
-    def _on_trajectory(self, arm, msg) -> None:
-        values = msg.points[0].positions if msg.points else []
-        self._write(arm, "trajectory", ",".join(msg.joint_names), values)
-        if len(values) == self.arm_dim:
-            self.positions[arm][:] = values
+        try:
+            self.positions[arm][self.arm_dim - 1] = self.drivers[arm].gripper_opening(msg.name, msg.cmd)
+            self._write(arm, "single", msg.name, [msg.cmd])
+        except DriverRefusal as refusal:
+            self._write(arm, "single", msg.name, [msg.cmd], str(refusal))
 
     def publish_states(self) -> None:
         stamp = self.node.get_clock().now().to_msg()
         for arm, pub in enumerate(self._state_pubs):
             values = self.positions[arm] + self.offset
-            msg = self._joint_state_type(
-                name=list(SCRAMBLED_ARM_NAMES),
-                position=[float(values[k]) if k is not None else FINGER_POSITION for k in self._order],
-            )
+            _, position = self.drivers[arm].joint_state(values[:6], values[6])
+            msg = self._joint_state_type(name=list(SCRAMBLED_ARM_NAMES), position=[position[k] for k in self._order])
             msg.header.stamp = stamp
             pub.publish(msg)
 
