@@ -189,6 +189,7 @@ def _payload() -> dict:
             "missed_ticks": 2,
             "rejected_chunks": 9,
             "last_sequence": 2**40 + 7,
+            "driver_ready": True,
             "reason": "drift CRITICAL on right_gripper",
         },
     }

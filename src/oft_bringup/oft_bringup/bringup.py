@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from oft_sim.processes import NodeProcess
+from oft_policy.processes import NodeProcess
 
 from oft_bringup.starting import include_argv, node_argv, process_argv, write_files
 from oft_bringup.system import CONFIGURE_FAILED, SYSTEMS, ArgumentError, NodeSpec, Plan, System, plan, system

@@ -4,7 +4,7 @@ the keyword arguments of its launch / launch_ros action, and the argv `bringup` 
 Both carry the same facts: package, executable, node name, parameter files
 then parameter values (later wins, in rclpy and in launch_ros alike), and
 remappings. Plain functions: no `launch` import. The argv functions import
-oft_sim.processes (the suite's one way to find and start node processes)
+oft_policy.processes (the suite's one way to find and start node processes)
 when called: launch files load this module where oft_sim is not installed
 (the executor image).
 """
@@ -42,10 +42,9 @@ def process_action_kwargs(process: Process) -> dict:
 
 def node_argv(node: NodeSpec) -> List[str]:
     """`<executable> --ros-args -r __node:=NAME --params-file F -p name:=value -r from:=to`, as `ros2 run` is given it."""
-    from oft_sim.processes import node_command, ros_args
+    from oft_policy.processes import node_command, ros_args
 
-    # ros_args() writes strings unquoted; quoted here, they stay strings whatever they read like.
-    head, *overrides = ros_args({key: yaml_text(value) for key, value in node.parameters.items()})
+    head, *overrides = ros_args(node.parameters)
     rules = [("__node", node.name), *([("__ns", "/" + node.namespace.strip("/"))] if node.namespace else [])]
     files = [arg for path in node.parameter_files for arg in ("--params-file", path)]
     return [
@@ -63,7 +62,7 @@ def write_files(process: Process) -> None:
 def process_argv(process: Process) -> List[str]:
     if not process.package:
         return list(process.args)
-    from oft_sim.processes import node_command
+    from oft_policy.processes import node_command
 
     return node_command(process.package, process.executable, process.module) + list(process.args)
 
@@ -71,13 +70,6 @@ def process_argv(process: Process) -> List[str]:
 def include_argv(include: Include) -> List[str]:
     """An included launch file, run by the ros2 CLI as a process of its own."""
     return ["ros2", "launch", include.path]
-
-
-def yaml_text(value):
-    """Strings as YAML single-quoted scalars (what rcl reads as text); other values unchanged."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return value
 
 
 def _remap_args(rules) -> List[str]:

@@ -20,11 +20,11 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import yaml
 
-from oft_policy import names
+from oft_policy import calibration, names
 from oft_policy.normalization import STATS_FILENAME
 
 PACKAGE = "oft_bringup"
-DEFAULT_CALIBRATION = "aloha2"
+DEFAULT_CALIBRATION = calibration.DEFAULT_CALIBRATION.name
 
 CAMERA_QOS = {"history": "keep_last", "depth": 100, "reliability": "best_effort", "durability": "volatile"}
 """What the recorder subscribes to cameras with (why: config/record_qos_overrides.yaml)."""

@@ -86,7 +86,7 @@ class _LoopWatcher:
 @pytest.fixture
 def run_bringup(ros_env, tmp_path):
     """run_bringup(*arguments) -> Popen of the installed console script; killed at teardown if still running."""
-    from oft_sim.processes import node_command
+    from oft_policy.processes import node_command
 
     started = []
 
@@ -98,9 +98,16 @@ def run_bringup(ros_env, tmp_path):
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc.poll() is None:  # a failed test: let bringup stop its nodes, then make sure
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=STOPPED_WITHIN_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for pid in _children(proc.stdout.read() if proc.stdout and not proc.stdout.closed else "").values():
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def _children(stdout: str) -> dict:
@@ -148,3 +155,46 @@ def test_bringup_ends_when_the_policy_cannot_configure(run_bringup, tmp_path):
     assert "policy_node failed to configure" in stderr and "checkpoint" in stderr, stderr
     children = _children(stdout)
     assert set(children) == {"policy_node"} and not _alive(children["policy_node"])
+
+
+@pytest.mark.slow
+def test_bringup_against_the_real_driver_interface_sends_valid_commands_to_both_followers(run_bringup, tmp_path,
+                                                                                        ros_env):
+    """No simulator: the emulated xs drivers (gripper starting in linear_position, services, commands read
+    by mode) and realsense-topic cameras of the fake robot stand for a real ALOHA."""
+    import json
+    import sys
+
+    from oft_policy.checkpoint import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny", chunk_size=10)
+    record = tmp_path / "commands.jsonl"
+    robot = subprocess.Popen([sys.executable, "-m", "oft_policy.testing.fake_robot", "--record", str(record),
+                              "--cameras", ",".join(names.CAMERA_NAMES), "--initial", "0.2"],
+                             env=ros_env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "fake_robot.log", "w"))
+    try:
+        proc = run_bringup("aloha_oft", f"checkpoint:={checkpoint}", f"instruction:={INSTRUCTION}", "device:=cpu")
+
+        def commands():
+            lines = record.read_text().splitlines() if record.exists() else []
+            return [json.loads(line) for line in lines if line.endswith("}")]
+
+        deadline = time.monotonic() + RUNNING_WITHIN_S
+        while len({(c["arm"], c["kind"]) for c in commands()}) < 4 or len(commands()) < 40:
+            assert proc.poll() is None, f"bringup ended with {proc.returncode}:\n{proc.communicate()}\n{_logs(tmp_path)}"
+            assert time.monotonic() < deadline, f"no commands on both followers within {RUNNING_WITHIN_S:g} s\n{_logs(tmp_path)}"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=STOPPED_WITHIN_S)
+        assert proc.returncode == 0 and set(_children(stdout)) == {"executor_node", "policy_node"}, stdout
+    finally:
+        robot.send_signal(signal.SIGINT)
+        robot.wait(timeout=20)
+    sent = commands()
+    assert not [c for c in sent if c["refused"]], [c for c in sent if c["refused"]][:3]
+    assert {(c["arm"], c["kind"], c["name"]) for c in sent} == {
+        (arm, kind, name) for arm in (0, 1) for kind, name in (("group", "arm"), ("single", "gripper"))}
+    assert {len(c["values"]) for c in sent if c["kind"] == "group"} == {6}
+    assert {c["mode"] for c in sent if c["kind"] == "single"} == {"current_based_position"}
+    grippers = [c["values"][0] for c in sent if c["kind"] == "single"]
+    assert 0.6197 - 1e-4 <= min(grippers) and max(grippers) <= 1.6214 + 1e-4  # ALOHA 2's follower gripper range

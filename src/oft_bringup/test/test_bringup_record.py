@@ -85,10 +85,17 @@ class _TeleopLeader:
 
         from oft_policy.qos import SENSOR_QOS
 
+        from rosgraph_msgs.msg import Clock
+
         self.published = 0
+        self.sim_time_s = 0.0
+        node.create_subscription(Clock, "/clock", self._on_clock, 10)
         for follower, leader in zip(names.FOLLOWER_JOINT_STATE_TOPICS, names.LEADER_JOINT_STATE_TOPICS):
             publisher = node.create_publisher(JointState, leader, SENSOR_QOS)
             node.create_subscription(JointState, follower, self._mirror(publisher), SENSOR_QOS)
+
+    def _on_clock(self, msg):
+        self.sim_time_s = msg.clock.sec + msg.clock.nanosec * 1e-9
 
     def _mirror(self, publisher):
         from oft_policy.calibration import DEFAULT_CALIBRATION as rig
@@ -141,6 +148,11 @@ def test_record_preset_gives_a_bag_fit_normalizer_and_export_accept(tmp_path, ro
             time.sleep(0.2)
         recorder = subprocess.Popen(record_cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(RECORD_SECONDS)
+        # At least 1.5 s of sim time on the record (75 frames at 50 Hz), however slowly a loaded machine steps.
+        until = leader.sim_time_s + 1.5
+        deadline = time.monotonic() + 120
+        while leader.sim_time_s < until and time.monotonic() < deadline:
+            time.sleep(0.2)
         _stop(recorder)
         record_log = recorder.stdout.read()
         assert recorder.returncode == 0, f"record failed:\n{record_log[-2000:]}"

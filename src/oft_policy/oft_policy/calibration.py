@@ -159,26 +159,24 @@ def observed_arm(joint_names: Sequence[str], positions: Sequence[float], calibra
     """One arm's driver JointState (names, positions) -> its 7 observed values (arm rad, gripper normalized).
 
     Read by name; the gripper comes from `left_finger` (the finger slide the convention observes)."""
-    index = {name: i for i, name in enumerate(joint_names)}
-    wanted = names.ARM_GROUP_JOINTS + names.FINGER_JOINTS[:1]
-    missing = [n for n in wanted if n not in index or index[n] >= len(positions)]
-    if missing:
-        raise ConventionError(f"joint state lacks {', '.join(missing)} (names: {list(joint_names)})")
-    values = np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+    values = _by_name(joint_names, positions, names.ARM_GROUP_JOINTS + names.FINGER_JOINTS[:1], "joint state")
     values[6] = calibration.observed_gripper(values[6])
     return values
 
 
 def leader_action_arm(joint_names: Sequence[str], positions: Sequence[float], calibration: Calibration) -> np.ndarray:
     """One leader arm's JointState -> its 7 action values (arm rad, gripper = leader joint normalized)."""
-    index = {name: i for i, name in enumerate(joint_names)}
-    wanted = names.ARM_JOINTS
-    missing = [n for n in wanted if n not in index or index[n] >= len(positions)]
-    if missing:
-        raise ConventionError(f"leader joint state lacks {', '.join(missing)} (names: {list(joint_names)})")
-    values = np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+    values = _by_name(joint_names, positions, names.ARM_JOINTS, "leader joint state")
     values[6] = calibration.action_gripper(values[6])
     return values
+
+
+def _by_name(joint_names: Sequence[str], positions: Sequence[float], wanted: Sequence[str], what: str) -> np.ndarray:
+    index = {name: i for i, name in enumerate(joint_names)}
+    missing = [n for n in wanted if n not in index or index[n] >= len(positions)]
+    if missing:
+        raise ConventionError(f"{what} lacks {', '.join(missing)} (names: {list(joint_names)})")
+    return np.array([positions[index[n]] for n in wanted], dtype=np.float64)
 
 
 def arm_command(action_arm: Sequence[float], calibration: Calibration) -> Tuple[list, float]:

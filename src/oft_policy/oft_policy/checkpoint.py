@@ -151,6 +151,13 @@ def read_config(path) -> OFTConfig:
         raise CheckpointError(f"checkpoint {path} has no readable config: {exc}") from exc
 
 
+def _read_manifest(path: Path) -> dict:
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid manifest: {exc}") from exc
+
+
 def _read_manifest_and_config(path: Path):
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {path}")
@@ -163,10 +170,7 @@ def _read_manifest_and_config(path: Path):
         )
     if absent:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {absent}")
-    try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {path} has an invalid manifest: {exc}") from exc
+    manifest = _read_manifest(path)
     config = read_config(path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format_version {manifest.get('format_version')!r} is not {FORMAT_VERSION}")
@@ -212,13 +216,9 @@ def load_weights_only(model, path) -> str:
     """A checkpoint's weights into `model` (built from the same architecture), for a warm start; its
     normalizer and convention are not used (training brings its own). Returns the checkpoint's model id."""
     path = Path(path)
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
+    if not (path / MANIFEST_FILE).is_file():
         raise CheckpointError(f"{path} is not a checkpoint directory (no {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {path} has an invalid manifest: {exc}") from exc
+    manifest = _read_manifest(path)
     model_id = _verified_model_id(path, manifest)
     _load_weights(model, path, manifest.get("weight_scope", "full"))
     return model_id
@@ -308,11 +308,13 @@ class OFTPolicy:
 # ---- a random tiny checkpoint -------------------------------------------------
 
 def random_stats(joint_names: Sequence[str], seed: int = 0, action_scheme: str = "min_max") -> NormalizationStats:
-    """Plausible stats for joint angles in radians (per-joint offsets, 0.1-0.5 rad spread)."""
+    """Plausible stats in the convention: joint angles in radians (per-joint offsets, 0.1-0.5 rad spread),
+    grippers inside 0 (closed) .. 1 (open)."""
     rng = np.random.default_rng(seed)
     dim = len(joint_names)
-    centre = rng.uniform(-0.5, 0.5, size=dim)
-    spread = rng.uniform(0.1, 0.5, size=dim)
+    gripper = np.array([name.endswith("gripper") for name in joint_names])
+    centre = np.where(gripper, rng.uniform(0.4, 0.6, size=dim), rng.uniform(-0.5, 0.5, size=dim))
+    spread = np.where(gripper, 0.08, rng.uniform(0.1, 0.5, size=dim))
     proprio = centre + spread * rng.standard_normal((512, dim))
     actions = proprio + 0.02 * rng.standard_normal((512, dim))
     return NormalizationStats.fit(proprio, actions, joint_names, action_scheme=action_scheme,

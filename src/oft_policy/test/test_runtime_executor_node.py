@@ -261,8 +261,9 @@ def test_bad_input_storm_never_moves_an_arm_wrongly(ros_env, harness, tmp_path):
         seq, sent_bad = 1, 0
         for value in values:
             seq += 100
-            # 10 rows (200 ms): some rows of it still run even if a loaded machine delays it.
-            harness.publish_chunk(np.full((10, D), value), sequence=seq, start_delay_s=0.04)
+            # 25 rows (500 ms): some rows of it still run even if a loaded machine delays it (the next
+            # valid chunk replaces its tail).
+            harness.publish_chunk(np.full((25, D), value), sequence=seq, start_delay_s=0.04)
             time.sleep(0.2)
             for rows, sequence, overrides in hostile(seq + 1, harness.now_s(), seq):
                 harness.publish_chunk(rows, sequence=sequence, **overrides)

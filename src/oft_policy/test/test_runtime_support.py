@@ -22,27 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from oft_policy.processes import ros_args
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 # ---- processes ----------------------------------------------------------------------
-def ros_args(params: dict) -> list:
-    args = ["--ros-args"]
-    for key, value in params.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            text = "[" + ", ".join(repr(v) if isinstance(v, str) else repr(float(v)) if isinstance(v, float) else str(v)
-                                   for v in value) + "]"
-        else:
-            text = str(value)
-        args += ["-p", f"{key}:={text}"]
-    return args
-
-
 def start_node(module: str, params: dict, env: dict, log_path: Path, name_args: list = ()) -> subprocess.Popen:
     log = open(log_path, "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", module, *ros_args(params), *name_args],
+        [sys.executable, "-m", module, *ros_args(params), *name_args],  # oft_policy.processes.ros_args
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
 

@@ -29,7 +29,7 @@ from oft_policy.checkpoint import read_config
 from oft_policy.nodes.conversions import time_to_nanoseconds
 from oft_policy.normalization import STATS_FILENAME
 from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
-from oft_sim.processes import NodeProcess, node_command, ros_args
+from oft_policy.processes import NodeProcess, node_command, ros_args
 from oft_sim.simulator import CONTROL_PERIOD_S
 
 CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
@@ -57,12 +57,26 @@ def render_size(checkpoint, height: Optional[int] = None, width: Optional[int] =
     return (height or trained[0], width or trained[1])
 
 
+def add_execute_steps_argument(parser) -> None:
+    """`--execute-steps` (actions run per chunk), shared by evaluate and probe_policy; the old `--chunk-size`
+    read as the model's chunk size, so it is refused with the new name."""
+    import argparse
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error("--chunk-size is now --execute-steps (actions executed per chunk, not the model's chunk size)")
+
+    parser.add_argument("--execute-steps", type=int,
+                        help="execute this many actions of each chunk before the next one replaces it (default: half the chunk)")
+    parser.add_argument("--chunk-size", action=Renamed, help=argparse.SUPPRESS)
+
+
 def executed_per_chunk(checkpoint, requested: Optional[int] = None) -> int:
     """Actions of each chunk run before the next one replaces it: as asked, else half the chunk."""
     chunk_size = checkpoint_chunk_size(checkpoint)
     execute_steps = requested or max(1, chunk_size // 2)
     if not 1 <= execute_steps <= chunk_size:
-        raise ValueError(f"--chunk-size {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
+        raise ValueError(f"--execute-steps {execute_steps} must be between 1 and the checkpoint's chunk size {chunk_size}")
     return execute_steps
 
 

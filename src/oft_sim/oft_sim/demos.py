@@ -31,7 +31,7 @@ import numpy as np
 from oft_policy import names
 from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, arm_command
 from oft_sim import interface
-from oft_sim.processes import NodeProcess, node_command, ros_args
+from oft_policy.processes import NodeProcess, node_command, ros_args
 from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
 from oft_sim.simulator import AlohaSim
 

@@ -99,7 +99,7 @@ def summarize(
     drift: Sequence[DriftTrace],
     extra: Optional[dict] = None,
 ) -> dict:
-    """The evaluation JSON: the issue's keys first, then details."""
+    """The evaluation JSON: the headline keys first, then details."""
     peak = max((max(t.trend) for t in drift if t.trend), default=None)
     result = {
         "success_rate": (sum(o.success for o in outcomes) / len(outcomes)) if outcomes else 0.0,

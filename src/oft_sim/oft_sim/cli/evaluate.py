@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 
 from oft_sim.closed_loop import (
-    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, checkpoint_chunk_size, executed_per_chunk, render_size,
+    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, add_execute_steps_argument, checkpoint_chunk_size, executed_per_chunk,
+    render_size,
 )
 from oft_sim.evaluation import plot_drift, rollout_frames, summarize, write_json, write_video
 from oft_policy import names
-from oft_sim.processes import exit_on_sigterm
+from oft_policy.processes import exit_on_sigterm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000: never used by scripted_demos' defaults)")
-    parser.add_argument("--chunk-size", type=int, help="execute this many actions of each chunk before the next one replaces it (default: half the chunk)")
+    add_execute_steps_argument(parser)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
@@ -61,7 +62,7 @@ def run(args, log=print) -> dict:
         instruction=args.instruction,
         image_size=(args.image_height, args.image_width),
         max_steps=args.max_steps,
-        execute_steps=args.chunk_size,
+        execute_steps=args.execute_steps,
         realtime=args.realtime,
         torch_threads=args.torch_threads,
         drift_critical_threshold=args.drift_critical_threshold,
@@ -94,7 +95,7 @@ def run(args, log=print) -> dict:
             "task": args.task,
             "checkpoint": str(args.checkpoint),
             "chunk_size": checkpoint_chunk_size(args.checkpoint),
-            "executed_per_chunk": executed_per_chunk(args.checkpoint, args.chunk_size),
+            "executed_per_chunk": executed_per_chunk(args.checkpoint, args.execute_steps),
             "mode": "realtime" if args.realtime else "lockstep",
             "executor_period_clock": "wall" if args.realtime else "sim",
             "image_size": [args.image_height, args.image_width],

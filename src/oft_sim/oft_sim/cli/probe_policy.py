@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from oft_sim.closed_loop import DEFAULT_INSTRUCTION, executed_per_chunk, render_size
+from oft_sim.closed_loop import DEFAULT_INSTRUCTION, add_execute_steps_argument, executed_per_chunk, render_size
 from oft_sim.evaluation import write_json
 from oft_sim.probe import probe_seed, summarize
 from oft_sim.simulator import AlohaSim
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--lead", type=int, default=25, help="tracking: steps between the observation and the grasp")
-    parser.add_argument("--chunk-size", type=int, help="closed loop: actions executed per chunk (default: half the chunk)")
+    add_execute_steps_argument(parser)
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument(
         "--image-height", type=int,
@@ -47,7 +47,7 @@ def run(args, log=print) -> dict:
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     torch.set_num_threads(args.torch_threads)
-    execute = executed_per_chunk(args.checkpoint, args.chunk_size)
+    execute = executed_per_chunk(args.checkpoint, args.execute_steps)
     image_size = render_size(args.checkpoint, args.image_height, args.image_width)
     policy = load_policy(args.checkpoint)
 

@@ -7,7 +7,7 @@ import sys
 
 from oft_policy import names
 from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos
-from oft_sim.processes import exit_on_sigterm
+from oft_policy.processes import exit_on_sigterm
 from oft_sim.scripted_policy import EPISODE_STEPS
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from oft_sim.closed_loop import DEFAULT_INSTRUCTION
-from oft_sim.processes import exit_on_sigterm, node_command
+from oft_policy.processes import exit_on_sigterm, node_command
 
 
 @dataclass(frozen=True)

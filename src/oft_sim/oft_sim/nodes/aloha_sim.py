@@ -98,6 +98,7 @@ class AlohaSimNode(Node):
         self.sim = AlohaSim(p["task"], cameras=p["cameras"], image_size=(p["image_height"], p["image_width"]))
         self.camera_every_n_steps = max(1, p["camera_every_n_steps"])
         self.sim_time_ns = SIM_TIME_START_NS
+        self._rendered = (None, {})  # (sim time, camera -> Image) of the newest render
         self.episode = 0
         self.sim.reset(p["seed"])
         self.commands = CommandBuffer(self.sim.joint_positions())
@@ -263,11 +264,17 @@ class AlohaSimNode(Node):
         stamp = _stamp(self.sim_time_ns)
         self._publish_joint_states(stamp)
         if force_images or self.sim.steps % self.camera_every_n_steps == 0:
-            for camera, image in self.sim.render().items():
-                self.image_pubs[camera].publish(_image_msg(image, camera, stamp))
+            for camera, msg in self._images_at(stamp).items():
+                self.image_pubs[camera].publish(msg)
         self.reward_pub.publish(Float32(data=float(self.sim.reward)))
         self.success_pub.publish(Bool(data=bool(self.sim.success)))
         self.episode_pub.publish(String(data=self._episode_json()))
+
+    def _images_at(self, stamp: Time) -> dict:
+        """The cameras' messages at the current sim time: rendered once, repeated while time is held."""
+        if self._rendered[0] != self.sim_time_ns:
+            self._rendered = (self.sim_time_ns, {c: _image_msg(image, c, stamp) for c, image in self.sim.render().items()})
+        return self._rendered[1]
 
     def _publish_joint_states(self, stamp: Time) -> None:
         """/clock at `stamp`, then each follower's driver joint states (9 names, robot units)."""

@@ -1,5 +1,5 @@
 """Can a readout learn where the transfer-cube cube is from cam_high at the reset, under direct
-supervision? A diagnostic behind docs/benchmarks.md ("Where localization is lost"), not a test.
+supervision? The diagnostic of docs/experiments/2026-11-25-localization-readouts.md, not a test.
 
 The label is privileged (the cube's x, y from the simulator); 50 training seeds (0..49, those of
 the reference demos), 40 unseen seeds (1000..1039). Readouts of the policy's own modules (tiny
@@ -11,8 +11,8 @@ fused vision tower, projector, tiny Llama, L1 regression head), cam_high the onl
 - ``pool``: the LLM's final patch states averaged, then the L1 regression head;
 - ``oft``: the policy's path: the all-zero action slots attend to the patches, then the head.
 
-    python docs/diagnostics/localization_readout.py --readout tower --crop-scale 0.9 --seed 1
-    python docs/diagnostics/localization_readout.py --readout oft --tiny-vision efficientnet_lite0 --steps 2000
+    python docs/experiments/localization_readout.py --readout tower --crop-scale 0.9 --seed 1
+    python docs/experiments/localization_readout.py --readout oft --tiny-vision efficientnet_lite0 --steps 2000
 """
 
 import argparse

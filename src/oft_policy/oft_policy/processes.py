@@ -34,17 +34,23 @@ def node_command(package: str, executable: str, module: str) -> List[str]:
     return [sys.executable, "-m", module]
 
 
+def yaml_text(value) -> str:
+    """A parameter value as rcl reads it: strings single-quoted (text, whatever they look like), lists in
+    flow syntax, booleans lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(yaml_text(v) for v in value) + "]"
+    return str(value)
+
+
 def ros_args(parameters: Dict[str, object]) -> List[str]:
-    """`--ros-args -p name:=value ...` for a parameter dict (lists in YAML flow syntax)."""
+    """`--ros-args -p name:=value ...` for a parameter dict."""
     argv = ["--ros-args"]
     for name, value in parameters.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            text = "[" + ",".join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + "]"
-        else:
-            text = str(value)
-        argv += ["-p", f"{name}:={text}"]
+        argv += ["-p", f"{name}:={yaml_text(value)}"]
     return argv
 
 
