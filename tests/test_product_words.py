@@ -13,14 +13,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Each regex starts with \b, so its own source text (a backslash, then "b", then the word)
-# never matches it: this file is searched like any other.
+# The phrases are assembled from parts, so this file itself does not spell them.
+_MAKERS = "ag" + "ents?"
+_TICKET = "the " + "is" + "sue"
+_ASSIGNMENT = "this " + "ta" + "sk"
 PATTERNS = [
     re.compile(r"\bsession \d+", re.IGNORECASE),
     re.compile(r"\bsessions? [0-9]", re.IGNORECASE),
-    re.compile(r"(?<!user )(?<!user-)\bagents?\b", re.IGNORECASE),  # "user agent" is a product word
-    re.compile(r"\bthe issue\b", re.IGNORECASE),
-    re.compile(r"\bthis task\b", re.IGNORECASE),
+    re.compile(rf"(?<!user )(?<!user-)\b{_MAKERS}\b", re.IGNORECASE),
+    re.compile(rf"\b{_TICKET}\b", re.IGNORECASE),
+    re.compile(rf"\b{_ASSIGNMENT}\b", re.IGNORECASE),
 ]
 
 

@@ -95,19 +95,11 @@ class FakeRobot:
                                 args.compressed)
 
     def _serve(self, with_services: bool) -> None:
-        from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-
-        from oft_policy.testing.xs_driver_ros import DRIVER_QOS, serve_xs_driver
+        from oft_policy.testing.xs_driver_ros import serve_xs_driver
 
         for arm, robot in enumerate(names.FOLLOWER_ROBOTS):
-            group, single = (lambda m, a=arm: self._on_group(a, m)), (lambda m, a=arm: self._on_single(a, m))
-            if with_services:
-                serve_xs_driver(self.node, robot, self.drivers[arm], group, single, lambda reason: None)
-            else:
-                self.node.create_subscription(JointGroupCommand, f"/{robot}/{names.INTERBOTIX_GROUP_COMMAND_TOPIC}",
-                                              group, DRIVER_QOS)
-                self.node.create_subscription(JointSingleCommand, f"/{robot}/{names.INTERBOTIX_SINGLE_COMMAND_TOPIC}",
-                                              single, DRIVER_QOS)
+            serve_xs_driver(self.node, robot, self.drivers[arm], lambda m, a=arm: self._on_group(a, m),
+                            lambda m, a=arm: self._on_single(a, m), lambda reason: None, services=with_services)
 
     def _command_subscriptions(self) -> list:
         return [sub for sub in self.node.subscriptions if "/commands/joint_" in sub.topic_name

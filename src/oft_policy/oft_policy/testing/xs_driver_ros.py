@@ -19,8 +19,9 @@ DRIVER_QOS = 10
 
 
 def serve_xs_driver(node, robot: str, driver: XsArmState, on_group: Callable, on_single: Callable,
-                    on_refused: Callable[[str], None]) -> None:
-    """Subscribe `robot`'s command topics and offer its driver services on `node`.
+                    on_refused: Callable[[str], None], services: bool = True) -> None:
+    """Subscribe `robot`'s command topics and (unless `services` is false: a driver without them) offer
+    its driver services on `node`.
 
     on_group(msg) / on_single(msg) get the command messages; on_refused(reason) hears what is refused."""
     def topic(name: str) -> str:
@@ -30,6 +31,8 @@ def serve_xs_driver(node, robot: str, driver: XsArmState, on_group: Callable, on
     node.create_subscription(JointSingleCommand, topic(names.INTERBOTIX_SINGLE_COMMAND_TOPIC), on_single, DRIVER_QOS)
     node.create_subscription(JointTrajectoryCommand, topic("commands/joint_trajectory"),
                              lambda msg: on_refused(f"{robot}: joint_trajectory commands are not emulated"), DRIVER_QOS)
+    if not services:
+        return
     log = node.get_logger()
 
     def call(response, method, *args):
