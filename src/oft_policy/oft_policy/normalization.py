@@ -112,6 +112,23 @@ class NormalizationStats:
             raise StatsError(
                 f"stats dims disagree: {dim} joint names, proprio {self.proprio.dim}, action {self.action.dim}"
             )
+        self._check_scales()
+
+    def _check_scales(self) -> None:
+        """Scales a fit can produce: no negative std, no inverted bounds, and a zero proprio std only where
+        the fit marked the dim zero-variance. Anything else is a damaged or edited file."""
+        def joints(mask) -> str:
+            return ", ".join(n for n, bad in zip(self.joint_names, mask) if bad)
+
+        for name, feature in (("proprio", self.proprio), ("action", self.action)):
+            if np.any(feature.std < 0):
+                raise StatsError(f"{name} std is negative for {joints(feature.std < 0)}")
+            inverted = (feature.max < feature.min) | (feature.q99 < feature.q01)
+            if np.any(inverted):
+                raise StatsError(f"{name} bounds are inverted (max below min) for {joints(inverted)}")
+        unmarked = (self.proprio.std < self.eps) & ~np.isin(self.joint_names, self.zero_variance_proprio)
+        if np.any(unmarked):
+            raise StatsError(f"proprio std is zero for {joints(unmarked)}, which the fit did not mark zero-variance")
 
     # ---- fitting -------------------------------------------------------
     @classmethod

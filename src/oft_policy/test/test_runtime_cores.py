@@ -246,13 +246,14 @@ def test_rolling_stats_and_missed_ticks():
 
 
 # ---- executor core --------------------------------------------------------------------
-def make_core(delay_ticks=0, window=1, critical=0.15):
+def make_core(delay_ticks=0, window=1, critical=0.15, feedback_timeout_s=0.0):
     return ExecutorCore(
         ALOHA_JOINT_NAMES,
         SafetyFilter(LIMITS, PERIOD),
         ChunkValidator(ALOHA_JOINT_NAMES, LIMITS),
         ActionQueue(PERIOD),
         ActionDriftMonitor(LIMITS.span, critical_threshold=critical, window=window, delay_ticks=delay_ticks),
+        feedback_timeout_s=feedback_timeout_s,
     )
 
 
@@ -268,6 +269,24 @@ def test_executor_idle_until_measured_and_chunk():
     measure(core, 0.3)
     late = core.tick(10.04)  # row 1 is due: the first command is the measured position
     assert np.allclose(late.command, 0.3) and late.state == ExecutorState.RUNNING
+
+
+def test_executor_sends_nothing_without_fresh_joint_states_and_restarts_from_the_measurement():
+    core = make_core(feedback_timeout_s=0.1)
+    core.set_measured(range(D), np.full(D, 0.3), now_s=10.0)
+    core.submit_chunk(chunk(np.full((20, D), 0.5), start=10.0), now_s=10.0)
+    sent = [core.tick(10.0 + k * PERIOD).command for k in range(8)]  # states stop after t = 10.0
+    assert all(c is not None for c in sent[:6]) and sent[6] is None and sent[7] is None
+    assert core.state == ExecutorState.IDLE and core.reason.startswith("no joint states for 0.1")
+    core.set_measured(range(D), np.full(D, 0.35), now_s=10.16)  # they return, the arm where it stopped
+    back = core.tick(10.16)
+    assert back.state == ExecutorState.RUNNING and np.allclose(back.command, 0.35) and not core.feedback_lost
+    one_joint_stale = make_core(feedback_timeout_s=0.1)
+    one_joint_stale.set_measured(range(D), np.zeros(D), now_s=10.0)
+    one_joint_stale.set_measured(range(1, D), np.zeros(D - 1), now_s=10.5)
+    assert one_joint_stale._feedback_problem(10.5).startswith("no joint states")
+    with pytest.raises(ValueError, match="feedback_timeout_s"):
+        make_core(feedback_timeout_s=-1.0)
 
 
 def test_executor_first_command_is_measured_then_rate_limited_then_holds():

@@ -140,13 +140,14 @@ def test_queue_trigger_waits_for_the_executor_to_confirm():
 
 def test_unconfirmed_chunk_is_retried_after_the_timeout_and_fixed_rate_mode():
     wall = [100.0]
-    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=0.5, wall_clock=lambda: wall[0])
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=0.5, wall_clock=lambda: wall[0],
+                           executor_timeout_s=0.0)
     trigger.on_published(3, 10.0)
     wall[0] = 100.4
     assert trigger.wanted_since(10.0) is None
     wall[0] = 100.6  # the timeout runs on the wall clock: sim time may stand still waiting for this chunk
     assert trigger.wanted_since(10.0) == 10.0
-    fixed = ChunkTrigger(mode="fixed_rate", fixed_period_s=0.2, fresh_wait_s=0.0)
+    fixed = ChunkTrigger(mode="fixed_rate", fixed_period_s=0.2, fresh_wait_s=0.0, executor_timeout_s=0.0)
     buffer = filled_buffer(stamp=10.0)
     assert fixed.ready(10.0, buffer)
     fixed.on_published(1, 10.01)
@@ -169,8 +170,22 @@ def test_queue_depth_is_counted_from_the_accepted_chunk_between_status_reports()
     assert trigger.queue_depth(10.0) == 2
 
 
+def test_no_chunk_is_wanted_while_the_executor_is_silent():
+    wall = [100.0]
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, executor_timeout_s=1.0, wall_clock=lambda: wall[0])
+    assert trigger.executor_problem() == "no executor status received" and trigger.wanted_since(10.0) is None
+    trigger.on_executor_status(queue_depth=0, last_sequence=0)
+    assert trigger.executor_problem() == "" and trigger.wanted_since(10.0) == 10.0
+    wall[0] = 101.5  # the executor died 1.5 s ago
+    assert trigger.executor_problem().startswith("no executor status for 1.5 s") and trigger.wanted_since(10.1) is None
+    trigger.on_executor_status(queue_depth=0, last_sequence=0)  # a new executor
+    assert trigger.wanted_since(10.2) == 10.2
+    with pytest.raises(ValueError, match="executor_timeout_s"):
+        ChunkTrigger(executor_timeout_s=-1.0)
+
+
 def test_restart_forgets_an_unconfirmed_chunk_of_the_previous_activation():
-    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=1.0)
+    trigger = ChunkTrigger(mode="queue", queue_low_threshold=10, confirm_timeout_s=1.0, executor_timeout_s=0.0)
     trigger.on_published(3, 10.0, [10.02], 0.02)  # its executor is gone: it will never confirm
     assert trigger.wanted_since(10.5) is None
     trigger.restart()

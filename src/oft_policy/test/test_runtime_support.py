@@ -81,7 +81,11 @@ class FakeRobot:
                                      stderr=open(workdir / "fake_robot.log", "ab"))
 
     def set_offset(self, offset: float) -> None:
-        self.proc.stdin.write(f"offset {offset}\n".encode())
+        self.control(f"offset {offset}")
+
+    def control(self, line: str) -> None:
+        """A control line of the fake robot (offset, cameras frozen|stopped|live, joint_states stopped|live)."""
+        self.proc.stdin.write(f"{line}\n".encode())
         self.proc.stdin.flush()
 
     def commands_matched(self) -> bool:
@@ -212,10 +216,13 @@ class RosHarness:
         with self.lock:
             return len(self.chunks)
 
-    def diagnostic(self, name_prefix: str):
-        """The newest DiagnosticStatus whose name starts with `name_prefix`, as (status, {key: value})."""
+    def diagnostic(self, name_prefix: str, after: float = 0.0):
+        """The newest DiagnosticStatus whose name starts with `name_prefix` (received after `after`, wall
+        time), as (status, {key: value})."""
         with self.lock:
-            for _, array in reversed(self.diagnostics):
+            for received, array in reversed(self.diagnostics):
+                if received <= after:
+                    break
                 for status in array.status:
                     if status.name.startswith(name_prefix):
                         return status, {kv.key: kv.value for kv in status.values}

@@ -20,7 +20,7 @@ from oft_policy import names
 from oft_policy.calibration import Calibration, leader_action_arm, observed_arm
 from rosbags.rosbag2 import Reader
 
-from oft_training import msgtypes
+from oft_training import bag_recovery, msgtypes
 
 CORRUPT_POLICIES = ("fail", "skip")
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -65,12 +65,13 @@ def open_bag(path) -> Reader:
     """An opened rosbags Reader, or BagError with the reason."""
     path = Path(path)
     if not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path} is not a rosbag2 directory (no metadata.yaml)")
+        hint = " (an unfinished recording: find_bags recovers it)" if bag_recovery.is_unfinished_bag(path) else ""
+        raise BagError(f"{path} is not a rosbag2 directory (no metadata.yaml){hint}")
     reader = Reader(path)
     try:
         reader.open()
     except Exception as exc:  # rosbags raises several types for unreadable bags
-        raise BagError(f"cannot open bag {path}: {exc}") from exc
+        raise BagError(f"cannot open bag {path} (truncated or damaged?): {exc}") from exc
     return reader
 
 
@@ -129,7 +130,7 @@ class BagDecoder:
         """Yield (topic, time_ns, convert(msg)) for the topics (from ``start`` ns); undecodable ones are counted or raise."""
         wanted = set(topics)
         connections = [c for c in self.reader.connections if c.topic in wanted]
-        for conn, stamp, raw in self.reader.messages(connections=connections, start=start):
+        for conn, stamp, raw in self._read(connections, start):
             try:
                 value = convert(conn.topic, self.typestore.deserialize_cdr(raw, conn.msgtype))
             except Exception as exc:  # any decode failure is data corruption, reported below
@@ -142,6 +143,19 @@ class BagDecoder:
                 self.issues.add(conn.topic, reason)
                 continue
             yield conn.topic, stamp, value
+
+    def _read(self, connections, start):
+        """The reader's messages; a file damaged past decoding (a bad chunk CRC, a garbled record) is a BagError."""
+        messages = self.reader.messages(connections=connections, start=start)
+        while True:
+            try:
+                item = next(messages)
+            except StopIteration:
+                return
+            except Exception as exc:  # rosbags raises several types on damaged records
+                reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+                raise BagError(f"bag {self.reader.path} is damaged: {reason} (it cannot be read past this point)") from exc
+            yield item
 
     def series(self, topics: Sequence[str], convert) -> Dict[str, Series]:
         """One Series per topic (times sorted)."""
@@ -199,14 +213,31 @@ def joint_samples(decoder: BagDecoder, left_topic: str, right_topic: str, to_arm
     return combine_arms([left, right], queries)
 
 
-def find_bags(paths: Iterable) -> list:
-    """Bag directories named directly, or the bags one level inside a named directory (sorted)."""
+def _bag_or_recovered(path: Path, log) -> Optional[Path]:
+    """``path`` if it is a bag; recovered first if it is an unfinished recording; else None."""
+    if (path / "metadata.yaml").is_file():
+        return path
+    if not bag_recovery.is_unfinished_bag(path):
+        return None
+    try:
+        report = bag_recovery.recover_bag(path)
+    except (bag_recovery.RecoveryError, OSError) as error:
+        raise BagError(f"{path} is an unfinished recording that cannot be recovered: {error}") from error
+    log(report.summary())
+    return path
+
+
+def find_bags(paths: Iterable, log=print) -> list:
+    """Bag directories named directly, or the bags one level inside a named directory (sorted).
+
+    An unfinished recording (its recorder was killed: no metadata.yaml) is recovered in
+    place first, and ``log`` says so."""
     bags = []
     for path in map(Path, paths):
-        if (path / "metadata.yaml").is_file():
+        if _bag_or_recovered(path, log):
             bags.append(path)
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file())
+            found = [bag for bag in map(lambda p: _bag_or_recovered(p, log), sorted(path.iterdir())) if bag]
             if not found:
                 raise BagError(f"{path} is neither a rosbag2 directory nor a directory of them")
             bags.extend(found)

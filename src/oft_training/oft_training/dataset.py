@@ -61,6 +61,32 @@ class EpisodeTable:
         self.num_frames = int(self.state.shape[0])
         if self.num_frames != int(self.info["total_frames"]):
             raise DatasetFormatError(f"{root}: data has {self.num_frames} frames, info says {self.info['total_frames']}")
+        self._check_videos()
+
+    def _check_videos(self) -> None:
+        """Every episode's frames exist in its video: the index and the mp4s agree (read from the containers)."""
+        needed = {}
+        for episode in self.episodes.index:
+            row = self.episodes.loc[episode]
+            for camera in self.cameras:
+                key = image_key(camera)
+                span = float(row[f"videos/{key}/to_timestamp"]) - float(row[f"videos/{key}/from_timestamp"])
+                if round(span * self.fps) != int(row["length"]):
+                    raise DatasetFormatError(
+                        f"{self.root}: episode {episode} has {int(row['length'])} frames in its parquet data but "
+                        f"{span * self.fps:.0f} in its {key} video index")
+                path = self.video_path(camera, episode)
+                end = int(round(float(row[f"videos/{key}/to_timestamp"]) * self.fps))
+                needed[path] = max(needed.get(path, 0), end)
+        for path, frames_needed in needed.items():
+            if not path.is_file():
+                raise DatasetFormatError(f"{self.root}: video {path.relative_to(self.root)} is missing")
+            with av.open(str(path)) as container:
+                held = container.streams.video[0].frames
+            if held and held < frames_needed:
+                raise DatasetFormatError(
+                    f"{self.root}: video {path.relative_to(self.root)} holds {held} frames but the parquet data "
+                    f"needs {frames_needed}: data and video disagree in length")
 
     def episode_range(self, episode: int) -> tuple:
         row = self.episodes.loc[episode]

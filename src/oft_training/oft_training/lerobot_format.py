@@ -33,7 +33,7 @@ import json
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -174,6 +174,7 @@ class LeRobotWriter:
         self.codec, self.robot_type = codec, robot_type
         self.encoders: Dict[str, VideoEncoder] = {}
         self.image_stats = {cam: ImageStats() for cam in self.cameras}
+        self._episode_image_stats = {cam: ImageStats() for cam in self.cameras}
         self.tasks: Dict[str, int] = {}
         self.states, self.actions, self.episodes, self.task_indices = [], [], [], []
         self.frames_total = 0
@@ -182,6 +183,7 @@ class LeRobotWriter:
     # ---- episodes -------------------------------------------------------
     def begin_episode(self) -> None:
         self._episode_start_frames = {cam: self._video_frames(cam) for cam in self.cameras}
+        self._episode_image_stats = {cam: ImageStats() for cam in self.cameras}
 
     def add_frame(self, camera: str, image: np.ndarray) -> None:
         encoder = self.encoders.get(camera)
@@ -191,6 +193,7 @@ class LeRobotWriter:
             encoder = self.encoders[camera] = VideoEncoder(path, height, width, self.fps, self.codec)
         encoder.add(image)
         self.image_stats[camera].add(image)
+        self._episode_image_stats[camera].add(image)
 
     def end_episode(self, state: np.ndarray, action: np.ndarray, task: str) -> int:
         state, action = np.asarray(state, np.float32), np.asarray(action, np.float32)
@@ -217,8 +220,16 @@ class LeRobotWriter:
                 f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": start + length / self.fps,
             })
         row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
-        for key, values in ((STATE_KEY, state), (ACTION_KEY, action)):
-            for stat, value in numeric_stats(values).items():
+        # Per-episode stats of every feature, as LeRobot writes them (its episode tools rebuild
+        # the dataset's stats.json from these columns).
+        steps = np.arange(length)
+        features = {STATE_KEY: state, ACTION_KEY: action, "timestamp": steps / self.fps, "frame_index": steps,
+                    "episode_index": np.full(length, episode_index), "index": self.frames_total + steps,
+                    "task_index": np.full(length, task_index)}
+        episode_stats = {key: numeric_stats(values) for key, values in features.items()}
+        episode_stats.update({image_key(cam): self._episode_image_stats[cam].to_dict() for cam in self.cameras})
+        for key, stats in episode_stats.items():
+            for stat, value in stats.items():
                 row[f"stats/{key}/{stat}"] = value
         self.episodes.append(row)
         self.states.append(state)
@@ -341,12 +352,3 @@ def read_info(root) -> dict:
     if version != CODEBASE_VERSION:
         raise DatasetFormatError(f"{root} has codebase_version {version!r}; this reader supports {CODEBASE_VERSION}")
     return info
-
-
-def decode_video(path, expected_frames: Optional[int] = None) -> np.ndarray:
-    """All frames of an mp4 as [N, H, W, 3] uint8, in pts order."""
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    if expected_frames is not None and len(frames) != expected_frames:
-        raise DatasetFormatError(f"{path} has {len(frames)} frames, expected {expected_frames}")
-    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)

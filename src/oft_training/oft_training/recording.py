@@ -10,6 +10,13 @@ that has not yet received ``/clock`` reads time 0; messages arriving then are
 not written (no message is ever filed at time 0) and are counted in
 ``skipped_before_clock``.
 
+Crash safety: every ``flush_interval_s`` (steady time, also when no message
+arrives) the open chunk is closed, written and fsynced, so a recorder killed at
+any moment leaves at most that much unwritten. Such a bag has no metadata.yaml;
+``oft_training.bag_recovery`` rebuilds it, and ``fit_normalizer``/``export`` do so
+on their own. A write that fails (a full disk) stops the bag, leaves what was
+flushed recoverable, and is raised by ``stop()``.
+
 Usage inside a node (one bag per episode)::
 
     recorder = BagRecorder(node, default_topics(commanded_action=True))
@@ -21,7 +28,11 @@ Usage inside a node (one bag per episode)::
 from __future__ import annotations
 
 import contextlib
+import os
+import struct
 import threading
+import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
@@ -37,10 +48,42 @@ COMMANDED_ACTION_TOPIC = names.COMMANDED_ACTION_TOPIC
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9  # rosbag2 metadata version of Jazzy and later; Humble reads it too.
+FLUSH_INTERVAL_S = 0.5  # longest time a received message stays only in memory
 
 
 class RecorderError(RuntimeError):
     """The recorder was used out of order or cannot write the requested bag."""
+
+
+CHUNK_CRC_OFFSET = 9 + 24  # record prefix, then message start/end time and uncompressed size
+
+
+def _checksum_chunks(storage) -> None:
+    """Make an mcap storage write each chunk's CRC (rosbags writes 0, 'none'), as rosbag2's own mcap
+    writer does: readers then refuse a damaged chunk instead of decoding garbage."""
+    close_chunk = storage.close_chunk
+
+    def close_chunk_with_crc() -> None:
+        crc = zlib.crc32(storage.chunk.bio.getbuffer())
+        start = storage.bio.tell()
+        close_chunk()
+        end = storage.bio.tell()
+        storage.bio.seek(start + CHUNK_CRC_OFFSET)
+        storage.bio.write(struct.pack("<I", crc))
+        storage.bio.seek(end)
+
+    storage.close_chunk = close_chunk_with_crc  # also what the storage calls itself when a chunk fills
+
+
+def open_writer(path, storage: str = "mcap") -> Writer:
+    """An opened rosbags Writer of a new bag at ``path``: rosbag2 version 9, mcap chunks with CRCs."""
+    if storage not in STORAGES:
+        raise RecorderError(f"unknown storage {storage!r}; expected one of {sorted(STORAGES)}")
+    writer = Writer(path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+    writer.open()
+    if hasattr(writer.storage, "close_chunk"):
+        _checksum_chunks(writer.storage)
+    return writer
 
 
 def default_topics(
@@ -108,13 +151,17 @@ class BagRecorder:
     Callbacks may run on any executor thread: writes are serialized by a lock.
     """
 
-    def __init__(self, node, topics: Mapping[str, str], storage: str = "mcap", qos_depth: int = 100):
+    def __init__(self, node, topics: Mapping[str, str], storage: str = "mcap", qos_depth: int = 100,
+                 flush_interval_s: float = FLUSH_INTERVAL_S):
+        from rclpy.clock import Clock, ClockType
         from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
         if not topics:
             raise RecorderError("no topics to record")
         if storage not in STORAGES:
             raise RecorderError(f"unknown storage {storage!r}; expected one of {sorted(STORAGES)}")
+        if not flush_interval_s > 0:
+            raise RecorderError(f"flush_interval_s must be positive, got {flush_interval_s}")
         self._node = node
         self._storage = storage
         self._topics = {topic: msgtypes.canonical_type(t) for topic, t in topics.items()}
@@ -133,13 +180,20 @@ class BagRecorder:
         self._connections: dict = {}
         self._counts: Dict[str, int] = {}
         self._path: Optional[Path] = None
+        self._flush_interval_s = float(flush_interval_s)
+        self._last_flush = time.monotonic()
+        self._write_error: Optional[OSError] = None
         self.skipped_before_clock = 0
+        self.flushes = 0
         self._subscriptions = [
             node.create_subscription(
                 msgtypes.rclpy_class(type_name), topic, self._callback_for(topic), qos, raw=True
             )
             for topic, type_name in self._topics.items()
         ]
+        # Steady clock: a sim-time node whose /clock stopped still flushes.
+        self._flush_timer = node.create_timer(
+            self._flush_interval_s / 2, self._flush_if_due, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     @property
     def topics(self) -> Dict[str, str]:
@@ -164,19 +218,33 @@ class BagRecorder:
             if path.exists():
                 raise RecorderError(f"bag directory {path} exists already; not overwriting")
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = Writer(path, version=BAG_VERSION, storage_plugin=STORAGES[self._storage])
-            writer.open()
-            self._writer, self._path = writer, path
+            writer = open_writer(path, self._storage)
+            self._writer, self._path, self._write_error = writer, path, None
+            self._last_flush = time.monotonic()
             self._connections, self._counts = {}, {topic: 0 for topic in self._topics}
         return path
 
+    @property
+    def write_error(self) -> Optional[OSError]:
+        """Why the current (or last) bag stopped being written, if a write failed."""
+        return self._write_error
+
     def stop(self) -> RecordingSummary:
-        """Close the bag (writes metadata.yaml) and return what it holds."""
+        """Close the bag (writes metadata.yaml) and return what it holds.
+
+        RecorderError if a write failed during the bag: what was flushed before the
+        failure is then left for recovery (see ``oft_training.bag_recovery``)."""
         with self._lock:
             if self._writer is None:
+                if self._write_error is not None and self._path is not None:
+                    raise self._failure()
                 raise RecorderError("stop() without start()")
             writer, self._writer = self._writer, None
-            writer.close()
+            try:
+                writer.close()
+            except OSError as error:
+                self._write_error = error
+                raise self._failure() from error
             return RecordingSummary(path=self._path, message_counts=dict(self._counts))
 
     @contextlib.contextmanager
@@ -197,6 +265,41 @@ class BagRecorder:
         for sub in self._subscriptions:
             self._node.destroy_subscription(sub)
         self._subscriptions = []
+        self._node.destroy_timer(self._flush_timer)
+
+    def _failure(self) -> RecorderError:
+        return RecorderError(
+            f"cannot write bag {self._path}: {self._write_error}; recording stopped. What reached the disk "
+            "before the failure is kept: fit_normalizer and export recover it (or call "
+            "oft_training.bag_recovery.recover_bag)")
+
+    def _flush_if_due(self) -> None:
+        with self._lock:
+            if self._writer is not None and time.monotonic() - self._last_flush >= self._flush_interval_s:
+                self._guarded(self._flush)
+
+    def _flush(self) -> None:
+        """Put every received message on the disk: close the open chunk (mcap) or commit (sqlite3)."""
+        storage = self._writer.storage
+        if hasattr(storage, "close_chunk"):
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        else:
+            storage.conn.commit()
+        self._last_flush = time.monotonic()
+        self.flushes += 1
+
+    def _guarded(self, write) -> None:
+        """Run a write; on an OS error (a full disk) drop the writer without closing it, keeping the flushed bag."""
+        try:
+            write()
+        except OSError as error:
+            storage, self._writer, self._write_error = self._writer.storage, None, error
+            handle = getattr(storage, "bio", None) or getattr(storage, "conn", None)
+            with contextlib.suppress(Exception):  # closing may fail on the same full disk
+                handle.close()
 
     def _callback_for(self, topic: str):
         def on_message(data: bytes) -> None:
@@ -207,13 +310,18 @@ class BagRecorder:
                 if stamp == 0:  # sim time before the first /clock message
                     self.skipped_before_clock += 1
                     return
-                connection = self._connections.get(topic)
-                if connection is None:
-                    connection = self._add_connection(topic)
-                self._writer.write(connection, stamp, data)
-                self._counts[topic] += 1
+                self._guarded(lambda: self._write(topic, stamp, data))
+                if self._writer is not None and time.monotonic() - self._last_flush >= self._flush_interval_s:
+                    self._guarded(self._flush)
 
         return on_message
+
+    def _write(self, topic: str, stamp: int, data: bytes) -> None:
+        connection = self._connections.get(topic)
+        if connection is None:
+            connection = self._add_connection(topic)
+        self._writer.write(connection, stamp, data)
+        self._counts[topic] += 1
 
     def _add_connection(self, topic: str):
         offered = [_rosbags_qos(info.qos_profile) for info in self._node.get_publishers_info_by_topic(topic)]

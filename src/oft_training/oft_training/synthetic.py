@@ -15,11 +15,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 from oft_policy import names
-from rosbags.rosbag2 import Writer
 
 from oft_training import msgtypes
 from oft_policy.calibration import DEFAULT_CALIBRATION
-from oft_training.recording import BAG_VERSION, COMMANDED_ACTION_TOPIC, STORAGES
+from oft_training.recording import COMMANDED_ACTION_TOPIC, open_writer
 
 T0_NS = 1_700_000_000 * 1_000_000_000
 
@@ -112,7 +111,8 @@ def write_bag(
         corrupt_at = on_topic[len(on_topic) // 2]
 
     path = Path(path)
-    with Writer(path, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+    writer = open_writer(path, storage)
+    try:
         connections = {}
         for i, (t_ns, topic, type_name, msg) in enumerate(events):
             if topic not in connections:
@@ -121,4 +121,6 @@ def write_bag(
             if i == corrupt_at:
                 data = data[: len(data) // 3]
             writer.write(connections[topic], t_ns, data)
+    finally:
+        writer.close()
     return path

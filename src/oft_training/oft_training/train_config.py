@@ -51,8 +51,6 @@ SECTIONS = {
         "bf16": True,                    # autocast on GPU only
         "augment": True,                 # random crop + color jitter (openvla-oft)
         "proprio_noise_std": 0.0,        # with augment: Gaussian noise on the normalized proprio
-        "vision_warmup_steps": 0,        # steps teaching the towers each demo's grasp pose first (grasp_pose.py)
-        "grasp_pose_loss_weight": 0.0,   # auxiliary loss: the action slots predict the demo's grasp pose (grasp_pose.py)
         "logger": "tensorboard",         # tensorboard | wandb | none
         "wandb_project": "oft_ros",
         "threads": 0,                    # torch CPU threads per process (0: torch default)
@@ -181,12 +179,6 @@ def validate(config: dict) -> None:
     noise = training["proprio_noise_std"]
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
         raise TrainConfigError(f"training.proprio_noise_std must be a number >= 0, got {noise!r}")
-    weight = training["grasp_pose_loss_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
-        raise TrainConfigError(f"training.grasp_pose_loss_weight must be a number >= 0, got {weight!r}")
-    warmup = training["vision_warmup_steps"]
-    if not _is_whole(warmup) or warmup < 0:
-        raise TrainConfigError(f"training.vision_warmup_steps must be an integer >= 0, got {warmup!r}")
     if config["loss"]["kind"] not in ("l1", "huber"):
         raise TrainConfigError(f"loss.kind {config['loss']['kind']!r} is not one of ['l1', 'huber']")
     if training["logger"] not in ("tensorboard", "wandb", "none"):

@@ -40,11 +40,9 @@ from tqdm import tqdm
 from oft_training.dataset import ChunkDataset, EpisodeTable
 from oft_training.lerobot_format import image_key
 from oft_training.train_config import ACTION_HEADS, TrainConfigError, dump
-from oft_training.grasp_pose import SlotGraspLoss, check_grasps, run_vision_warmup
 
 LOG = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
-GRASP_READOUT = "grasp_readout"  # training state of the grasp-pose loss's slot readout (not part of the policy)
 POLICY_DIR = "policy"
 TRAINING_STATE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -302,8 +300,7 @@ def evaluate_l1(model, dataset: ChunkDataset, batcher: Batcher, batch_size: int,
     return total / max(weight, 1.0)
 
 
-def save_training_checkpoint(output_dir: Path, step: int, model, oft_config, stats, tokenizer, optimizer, config,
-                             extra_state: Optional[dict] = None) -> Path:
+def save_training_checkpoint(output_dir: Path, step: int, model, oft_config, stats, tokenizer, optimizer, config) -> Path:
     final = output_dir / CHECKPOINTS_DIR / f"step_{step:07d}"
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -312,7 +309,7 @@ def save_training_checkpoint(output_dir: Path, step: int, model, oft_config, sta
                         extra={"step": step, "dataset": config["data"]["dataset"]})
         torch.save({
             "step": step, "model": {k: v.cpu() for k, v in model.trainable_state_dict().items()},
-            "optimizer": optimizer.state_dict(), "config": config, **(extra_state or {}),
+            "optimizer": optimizer.state_dict(), "config": config,
         }, staging / TRAINING_STATE)
         if final.exists():
             shutil.rmtree(final)
@@ -354,29 +351,23 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> TrainRes
     cache = int(config["data"]["cache_bytes"])
     train_set = ChunkDataset(table.root, oft_config.chunk_size, stats, train_eps, oft_config.camera_names, cache, table)
     val_set = ChunkDataset(table.root, oft_config.chunk_size, stats, val_eps, oft_config.camera_names, cache, table)
-    supervise_grasps = tcfg["vision_warmup_steps"] or tcfg["grasp_pose_loss_weight"]
-    grasps = check_grasps(train_set) if supervise_grasps else None
 
     dist = setup_distributed(config, device)
     try:
-        return _train_loop(config, dist, device, oft_config, stats, train_set, val_set, grasps, output_dir, checkpoint,
-                           progress)
+        return _train_loop(config, dist, device, oft_config, stats, train_set, val_set, output_dir, checkpoint, progress)
     finally:
         if dist.world > 1:
             torch.distributed.destroy_process_group()
 
 
-def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, grasps, output_dir, checkpoint, progress):
+def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, output_dir, checkpoint, progress):
     tcfg, ocfg, dcfg = config["training"], config["optimizer"], config["ddp"]
     seed, batch_size, accum, max_steps = tcfg["seed"], tcfg["batch_size"], tcfg["grad_accumulation"], tcfg["max_steps"]
     # Weights in the backbone's training dtype: fp32 on CPU, bf16 on GPU (as openvla-oft trains).
     model = build_model(oft_config, device=device, seed=seed, load_base_weights=config["model"]["load_base_weights"])
     tokenizer = build_tokenizer(oft_config)
     batcher = Batcher(oft_config, tokenizer, device, tcfg["proprio_noise_std"])
-    grasp_weight = float(tcfg["grasp_pose_loss_weight"])
-    grasp_loss = SlotGraspLoss(model, grasps, device) if grasp_weight else None
-    trained = model if grasp_loss is None else grasp_loss.net  # the policy, or the policy and its slot readout
-    params = [p for p in trained.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
     start_step = 0
     if checkpoint is None and tcfg["init_from"]:
@@ -386,10 +377,6 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
     if checkpoint is not None:
         state = torch.load(checkpoint / TRAINING_STATE, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=False)
-        if grasp_loss is not None:
-            if GRASP_READOUT not in state:
-                raise TrainConfigError(f"{checkpoint} was trained without training.grasp_pose_loss_weight; resume it without")
-            grasp_loss.readout.load_state_dict(state[GRASP_READOUT])
         optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
     if dist.is_main:
@@ -399,12 +386,10 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
             shutil.rmtree(stale, ignore_errors=True)
     dist.barrier()
     log = MetricsLog(output_dir, config, dist.is_main)
-    if tcfg["vision_warmup_steps"] and start_step == 0:  # a resumed run's weights hold the warm-up already
-        run_vision_warmup(model, batcher, train_set, val_set, grasps, config, dist, log, progress)
-    net = trained
+    net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            trained, device_ids=[device.index] if device.type == "cuda" else None,
+            model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=dcfg["find_unused_parameters"], gradient_as_bucket_view=dcfg["gradient_as_bucket_view"],
         )
     use_bf16 = device.type == "cuda" and tcfg["bf16"]
@@ -421,7 +406,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
         lr = lr_at(step, ocfg["lr"], ocfg["min_lr"], ocfg["warmup_steps"], max_steps, ocfg["first_cycle_steps"])
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = grasp_sum = 0.0
+        loss_sum = 0.0
         for micro in range(accum):
             base = ((step * accum + micro) * dist.world + dist.rank) * batch_size
             generator = torch.Generator().manual_seed(hash((seed, step, micro, dist.rank)) & 0x7FFFFFFF)
@@ -430,15 +415,9 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
             sync = nullcontext() if (dist.world == 1 or micro == accum - 1) else net.no_sync()
             with sync:
                 with autocast():
-                    out = net(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
-                pred, grasp_guess = out if grasp_loss is not None else (out, None)
+                    pred = net(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
                 loss = chunk_regression_loss(pred.float(), batch["actions"], batch["pad_mask"], lcfg["kind"], lcfg["huber_delta"])
-                total = loss
-                if grasp_loss is not None:
-                    aux = grasp_loss(grasp_guess.float(), picked)
-                    total = loss + grasp_weight * aux
-                    grasp_sum += float(aux.detach())
-                (total / accum).backward()
+                (loss / accum).backward()
             loss_sum += float(loss.detach())
             samples += batch_size * dist.world
         if ocfg["max_grad_norm"]:
@@ -447,8 +426,6 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         values = {"train/loss": loss_sum / accum, "train/lr": lr}
-        if grasp_loss is not None:
-            values["train/grasp_pose_loss"] = grasp_sum / accum
         if done % tcfg["validate_every"] == 0 or done == max_steps or step == start_step:
             if dist.is_main:
                 last_val = evaluate_l1(model, val_set, batcher, batch_size, config["data"]["max_val_samples"], autocast)
@@ -461,8 +438,7 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, gra
             bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{lr:.2e}")
         if done % tcfg["checkpoint_every"] == 0 or done == max_steps:
             if dist.is_main:
-                extra = {} if grasp_loss is None else {GRASP_READOUT: grasp_loss.readout.state_dict()}
-                final = save_training_checkpoint(output_dir, done, model, oft_config, stats, tokenizer, optimizer, config, extra)
+                final = save_training_checkpoint(output_dir, done, model, oft_config, stats, tokenizer, optimizer, config)
             dist.barrier()
     log.close()
     elapsed = time.perf_counter() - started

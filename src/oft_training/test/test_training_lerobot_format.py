@@ -76,6 +76,13 @@ def test_tasks_and_episodes(tiny_dataset):
               "meta/episodes/file_index", "stats/observation.state/mean", "stats/action/max"]
     for column in needed:
         assert column in episodes.columns, column
+    # Per-episode stats of every feature: LeRobot's episode tools (delete, split) rebuild stats.json from them.
+    for feature in info["features"]:
+        for stat in ("min", "max", "mean", "std", "count", "q01", "q99"):
+            assert f"stats/{feature}/{stat}" in episodes.columns, (feature, stat)
+    first = episodes.iloc[1]
+    assert list(first["stats/episode_index/min"]) == [1] and list(first["stats/frame_index/max"]) == [first["length"] - 1]
+    assert np.asarray(first[f"stats/{key}/mean"].tolist(), dtype=object).shape[0] == 3
     assert episodes["episode_index"].tolist() == [0, 1, 2, 3]
     assert episodes["length"].sum() == info["total_frames"]
     previous_end = 0

@@ -71,6 +71,65 @@ def test_ddp_two_processes_kill_and_resume(tiny_dataset, tmp_path, ros_env):
     assert policy.config.extra["camera_shapes"] == {"cam_high": [32, 32]}
 
 
+@pytest.mark.slow
+def test_killed_while_writing_checkpoints_resume_takes_the_last_complete_one(tiny_dataset, tmp_path, ros_env):
+    """A checkpoint every step, SIGKILL at random moments: no step_* directory is ever partial, and --resume
+    continues from the newest one. How many kills fell inside a checkpoint write is counted (staging left)."""
+    from oft_policy.testing.reliability import record_outcome
+
+    from oft_training.trainer import latest_checkpoint
+
+    out = tmp_path / "run"
+    env = dict(ros_env, OMP_NUM_THREADS="1")
+    rng = np.random.default_rng(7)
+
+    def command(max_steps=400):
+        return [sys.executable, "-m", "oft_training.cli.train", "--config", str(TINY_CONFIG),
+                f"data.dataset={tiny_dataset}", f"training.output_dir={out}", f"training.max_steps={max_steps}",
+                "training.checkpoint_every=1", "training.validate_every=1000", "training.batch_size=2"]
+
+    mid_write = 0
+    kills = ("while a checkpoint is staged", "while a checkpoint is staged", "at a random moment")
+    for kill, when in enumerate(kills):
+        before = latest_checkpoint(out)
+        process = subprocess.Popen(command() + (["--resume"] if kill else []), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while latest_checkpoint(out) == before:
+                assert process.poll() is None, process.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, "no new checkpoint"
+                time.sleep(0.01)
+            if when == "at a random moment":
+                time.sleep(rng.uniform(0.05, 0.6))
+            else:  # the staging directory of the next checkpoint exists: the write is under way
+                while not list((out / "checkpoints").glob(".step_*")):
+                    assert process.poll() is None and time.monotonic() < deadline, "no checkpoint write seen"
+                    time.sleep(0.001)
+            process.kill()
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        mid_write += bool(list((out / "checkpoints").glob(".step_*")))
+        for step in (out / "checkpoints").glob("step_*"):  # every one that looks complete is complete
+            assert (step / "training_state.pt").is_file() and (step / "policy" / "manifest.json").is_file(), step
+    assert mid_write >= 2, "the kills meant to land inside a checkpoint write missed it"
+    newest = latest_checkpoint(out)
+    load_policy(newest / "policy")
+    step = int(newest.name.split("_")[1])
+    resumed = subprocess.run(command(max_steps=step + 1) + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [m["step"] for m in _metrics(out)][-1] == step + 1
+    assert not list((out / "checkpoints").glob(".step_*"))  # the resumed run cleared the staging
+    record_outcome(
+        "Training killed while writing a checkpoint (SIGKILL)",
+        "no partial checkpoint directory ever looks complete; --resume continues from the newest complete one",
+        kills=len(kills), kills_during_a_checkpoint_write=mid_write, partial_checkpoints_seen_as_complete=0,
+        resumed_from_step=step)
+
+
 def test_training_learns_on_tiny_dataset(tiny_dataset, tmp_path):
     config = load_config(TINY_CONFIG, [
         f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=100",

@@ -239,24 +239,16 @@ class OFTModel(nn.Module):
         embeds, key_valid = self._prefix(pixel_values, input_ids, attention_mask, proprio)
         batch = embeds.shape[0]
         if decoding == "parallel":
-            return self._decode_parallel(embeds, key_valid)[0]
+            return self._decode_parallel(embeds, key_valid)
         hidden = self._run_llm(embeds, key_valid, embeds.shape[1])
         last = key_valid.long().sum(1) - 1  # right padding: last real position
         last_state = hidden[torch.arange(batch, device=hidden.device), last]
         return self.action_head(last_state.to(self.action_head.fc1.weight.dtype)).float()
 
-    def parallel_forward(self, pixel_values, input_ids, attention_mask, proprio=None) -> tuple:
-        """Parallel decoding that also returns what the action slots gathered: the normalized chunk
-        [B, chunk_size, action_dim] and the slots' final states [B, chunk_size * action_dim, H]
-        (for auxiliary losses on the slots, as training's grasp-pose loss)."""
-        if self.config.decoding != "parallel":
-            raise ValueError(f"parallel_forward needs parallel decoding, this model decodes {self.config.decoding!r}")
-        return self._decode_parallel(*self._prefix(pixel_values, input_ids, attention_mask, proprio))
-
-    def _decode_parallel(self, embeds, key_valid) -> tuple:
+    def _decode_parallel(self, embeds, key_valid) -> torch.Tensor:
         slots = embeds.new_zeros(embeds.shape[0], self.config.num_action_tokens, embeds.shape[2])
         slot_states = self.parallel_slot_states(embeds, key_valid, slots)
-        return self.action_head(slot_states.to(self.action_head.fc1.weight.dtype)).float(), slot_states
+        return self.action_head(slot_states.to(self.action_head.fc1.weight.dtype)).float()
 
     def parallel_slot_states(self, embeds, key_valid, slot_embeds, bidirectional: bool = True) -> torch.Tensor:
         """Final hidden states [B, K, H] of K action slots appended after the prefix.

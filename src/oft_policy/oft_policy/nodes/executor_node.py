@@ -93,6 +93,7 @@ EXECUTOR_PARAMETERS = (
     ParamSpec("drift_joints", None, "Joints whose drift is averaged into the trend; unset: every joint but the grippers (a grasp holds a gripper off its command).", Parameter.Type.STRING_ARRAY),
     ParamSpec("drift_window_ticks", 10, "Ticks in the rolling mean (trend) of the drift."),
     ParamSpec("drift_delay_ticks", 3, "The measured state is compared with the command sent this many ticks earlier."),
+    ParamSpec("joint_state_timeout_s", 0.2, "Send nothing once any joint's newest state is older than this (the executor never commands without feedback); 0: no limit."),
     ParamSpec("status_rate_hz", 10.0, "ExecutorStatus publish rate, wall clock (and once on every accepted chunk)."),
     ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
     ParamSpec("stats_window_s", 60.0, "Window of the tick-period and observation-to-command statistics in diagnostics."),
@@ -143,6 +144,7 @@ class ExecutorNode(Node):
                                p["drift_critical_threshold"], p["drift_window_ticks"], p["drift_delay_ticks"],
                                watched_joint_mask(joint_names, p["drift_joints"])),
             latency_window=max(1, int(p["stats_window_s"] * rate)),
+            feedback_timeout_s=p["joint_state_timeout_s"],
         )
         self.ticks = TickMonitor(period, window=max(1, int(p["stats_window_s"] * rate)))
         # Tick periods on the clock the timer follows: wall time, or simulated time under use_sim_time.
@@ -203,7 +205,7 @@ class ExecutorNode(Node):
         except ConventionError as exc:
             self.get_logger().warn(f"ignored joint state of arm {arm}: {exc}", throttle_duration_sec=2.0)
             return
-        self.core.set_measured(columns, values)
+        self.core.set_measured(columns, values, self.now_s())
         if self._tick_on_joint_states:
             self._arm_stamps[arm] = time_to_seconds(msg.header.stamp)
             # States come at twice the control rate: tick on those about one period after the last tick.

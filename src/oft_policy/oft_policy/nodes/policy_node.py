@@ -71,6 +71,7 @@ POLICY_PARAMETERS = (
     ParamSpec("max_input_age_s", 0.5, "Inputs (camera frames, joint states) older than this are stale: no chunk is published."),
     ParamSpec("fresh_frames_wait_s", 0.05, "Once a chunk is wanted, wait up to this long for camera frames newer than the request."),
     ParamSpec("executor_confirm_timeout_s", 1.0, "After publishing, wait this long (wall clock) for the executor to report the chunk before requesting again."),
+    ParamSpec("executor_timeout_s", 1.0, "Publish nothing while the executor's status has been silent this long (wall clock): no executor, no chunk; publishing resumes with its next status. 0: no limit."),
     ParamSpec("camera_topic_pattern", names.CAMERA_TOPIC_PATTERN, "Image topic of each checkpoint camera; {camera} is its name (the ALOHA stack's realsense topics by default)."),
     ParamSpec("camera_topics", None, "Image topic per checkpoint camera, in the checkpoint's camera order; unset: from camera_topic_pattern.", Parameter.Type.STRING_ARRAY),
     ParamSpec("compressed_images", False, "Subscribe to sensor_msgs/CompressedImage on <camera topic>/compressed instead of raw images."),
@@ -155,6 +156,7 @@ class PolicyNode(LifecycleNode):
             mode=p["trigger"], queue_low_threshold=threshold,
             fixed_period_s=1.0 / p["fixed_rate_hz"] if p["fixed_rate_hz"] > 0 else 0.0,
             confirm_timeout_s=p["executor_confirm_timeout_s"], fresh_wait_s=p["fresh_frames_wait_s"],
+            executor_timeout_s=p["executor_timeout_s"],
         )
         compressed = bool(p["compressed_images"])
         for camera, topic in zip(spec.camera_names, camera_topics):
@@ -229,6 +231,10 @@ class PolicyNode(LifecycleNode):
     # ---- inference ------------------------------------------------------------------------
     def _on_check(self) -> None:
         now = self.now_s()
+        no_executor = self.trigger.executor_problem()
+        if no_executor:
+            self._not_publishing("; ".join([no_executor, *self.inputs.problems(now)]))
+            return
         if not self.trigger.ready(now, self.inputs):
             return
         problems = self.inputs.problems(now)
@@ -256,7 +262,11 @@ class PolicyNode(LifecycleNode):
         return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
 
     def _skip(self, problem: str) -> None:
+        """A wanted chunk not computed: counted."""
         self.skipped += 1
+        self._not_publishing(problem)
+
+    def _not_publishing(self, problem: str) -> None:
         self.last_problem = f"not publishing: {problem}"
         self.get_logger().warn(self.last_problem, throttle_duration_sec=2.0)
 

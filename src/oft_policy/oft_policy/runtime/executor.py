@@ -8,7 +8,9 @@ measured position, so the arm never jumps. An empty queue holds the last
 command; nothing is ever extrapolated. A chunk all of whose actions are overdue
 by the first tick after it arrived (it came late, or the ticks stalled for longer
 than it lasts) expires unexecuted: it is counted and, if nothing was ever
-commanded, the IDLE reason says so.
+commanded, the IDLE reason says so. It never commands without feedback: once the
+newest joint state is older than `feedback_timeout_s`, it sends nothing (IDLE, and
+says why) until states return, and then starts again from the measured position.
 """
 
 from __future__ import annotations
@@ -53,14 +55,20 @@ class ExecutorCore:
         queue: ActionQueue,
         drift_monitor: ActionDriftMonitor,
         latency_window: int = 1000,
+        feedback_timeout_s: float = 0.0,
     ):
+        if feedback_timeout_s < 0:
+            raise ValueError(f"feedback_timeout_s must be >= 0 (0: no timeout), got {feedback_timeout_s}")
         self.joint_names = tuple(joint_names)
+        self.feedback_timeout_s = float(feedback_timeout_s)
         self.safety = safety
         self.validator = validator
         self.queue = queue
         self.drift_monitor = drift_monitor
         dim = len(self.joint_names)
         self.measured = np.full(dim, np.nan)
+        self._measured_at = np.full(dim, -np.inf)  # when each joint was last measured (tick clock)
+        self.feedback_lost = ""  # why nothing is commanded for want of joint states; empty: they are fresh
         self.last_command: Optional[np.ndarray] = None
         self.state = ExecutorState.IDLE
         self.reason = "no chunk received yet"
@@ -76,11 +84,23 @@ class ExecutorCore:
         self.obs_to_command_ms = RollingStats(latency_window)
 
     # ---- inputs ----------------------------------------------------------
-    def set_measured(self, indices: Sequence[int], values: Sequence[float]) -> None:
-        """Update measured joint positions (non-finite values are ignored)."""
+    def set_measured(self, indices: Sequence[int], values: Sequence[float], now_s: Optional[float] = None) -> None:
+        """Update measured joint positions received at ``now_s`` (non-finite values are ignored)."""
         values = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(values)
-        self.measured[np.asarray(indices)[finite]] = values[finite]
+        columns = np.asarray(indices)[finite]
+        self.measured[columns] = values[finite]
+        if now_s is not None:
+            self._measured_at[columns] = now_s
+
+    def _feedback_problem(self, now_s: float) -> str:
+        if self.feedback_timeout_s <= 0 or not self.has_measurement:
+            return ""
+        age = now_s - float(self._measured_at.min())
+        if age <= self.feedback_timeout_s:
+            return ""
+        return (f"no joint states for {age:.3f} s (limit {self.feedback_timeout_s} s): "
+                "sending nothing until they return")
 
     @property
     def has_measurement(self) -> bool:
@@ -135,6 +155,15 @@ class ExecutorCore:
         if self.state == ExecutorState.HALTED:
             self.queue.clear()
             return TickResult(None, self.state, self.last_drift)
+        lost = self._feedback_problem(now_s)
+        if lost:
+            if not self.feedback_lost:  # on their return, start from the measured position again
+                self.last_command = None
+                self.drift_monitor.reset()
+            self.feedback_lost = lost
+            self._set_state(ExecutorState.IDLE, lost)
+            return TickResult(None, self.state, self.last_drift)
+        self.feedback_lost = ""
         drift = self._check_drift()
         if drift is not None and drift.level == DriftLevel.CRITICAL:
             self.queue.clear()

@@ -7,6 +7,9 @@
   chunk is published it waits until the executor reports that sequence (or a
   wall-clock timeout passes) so one low-queue report does not trigger twice. Between
   status reports it counts the queue down itself from the chunk's due times.
+- No executor, no chunk: once the executor's status has been silent for
+  `executor_timeout_s` (wall clock) the trigger wants nothing, until a status
+  arrives again (a restarted executor).
 - Once a chunk is wanted, inference waits for camera frames and joint states
   all newer than the request (at most `fresh_wait_s`), so the observation is as
   new as the sensors allow.
@@ -87,6 +90,7 @@ class ChunkTrigger:
     fixed_period_s: float = 0.2
     confirm_timeout_s: float = 1.0  # wall clock: a chunk lost in transit is sent again even while sim time stands still
     fresh_wait_s: float = 0.05
+    executor_timeout_s: float = 1.0  # wall clock; 0: chunks are wanted without any executor status
     _queue_depth: Optional[int] = None
     _confirmed_sequence: int = -1
     _pending_sequence: Optional[int] = None
@@ -97,12 +101,15 @@ class ChunkTrigger:
     _halted: bool = False
     _pending_due_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _due_tolerance_s: float = 0.0
+    _last_status_wall: Optional[float] = None
 
     def __post_init__(self):
         if self.mode not in TRIGGER_MODES:
             raise ValueError(f"trigger mode must be one of {TRIGGER_MODES}, got {self.mode!r}")
         if self.mode == "fixed_rate" and not self.fixed_period_s > 0:
             raise ValueError("fixed_rate needs a positive rate")
+        if self.executor_timeout_s < 0:
+            raise ValueError(f"executor_timeout_s must be >= 0 (0: no limit), got {self.executor_timeout_s}")
 
     def restart(self) -> None:
         """Forget the executor's queue and any unconfirmed chunk (on activation: the executor may be new)."""
@@ -115,6 +122,7 @@ class ChunkTrigger:
 
     def on_executor_status(self, queue_depth: int, last_sequence: int, halted: bool = False) -> None:
         self._halted = halted
+        self._last_status_wall = self.wall_clock()
         self._queue_depth = int(queue_depth)
         self._confirmed_sequence = max(self._confirmed_sequence, int(last_sequence))
 
@@ -142,9 +150,20 @@ class ChunkTrigger:
             return False
         return self.wall_clock() - self._pending_since_wall < self.confirm_timeout_s
 
+    def executor_problem(self) -> str:
+        """Why no executor would take a chunk now (empty when one reports)."""
+        if self.executor_timeout_s <= 0:
+            return ""
+        if self._last_status_wall is None:
+            return "no executor status received"
+        silent = self.wall_clock() - self._last_status_wall
+        if silent > self.executor_timeout_s:
+            return f"no executor status for {silent:.1f} s (limit {self.executor_timeout_s} s)"
+        return ""
+
     def wanted_since(self, now_s: float) -> Optional[float]:
         """When the current request for a chunk began, or None if no chunk is wanted now."""
-        if self._halted:  # a halted executor discards chunks; wait for ~/resume
+        if self._halted or self.executor_problem():  # a halted executor discards chunks; wait for ~/resume
             self._wanted_since = None
             return None
         if self._wanted_since is None:

@@ -5,7 +5,9 @@ Per follower namespace it is the emulated interbotix_xs_sdk driver of
 the gripper starts in `linear_position`, as ALOHA's follower config has it), with
 perfect tracking instead of physics: each accepted command is the new position (plus an
 offset that can be set with `--stdin-control` and a stdin line `offset <value>`, in the
-policy's convention). It publishes each arm's joint states as the driver does (9 names,
+policy's convention). Faults, by stdin line: `cameras frozen` (every camera repeats its
+last frame with its old stamp), `cameras stopped`, `cameras live`, `joint_states stopped`,
+`joint_states live`. It publishes each arm's joint states as the driver does (9 names,
 robot units, in a scrambled order, so consumers must match names), and optionally
 camera images stamped with the current time on the realsense topics. With
 `--record PATH` it writes every command it receives as one JSON line (raw values, and
@@ -62,7 +64,8 @@ def parse_args(argv):
     parser.add_argument("--matched-file", default="",
                         help="create this file once every command subscription has a matched publisher")
     parser.add_argument("--stdin-control", action="store_true",
-                        help="read `offset <value>` lines from stdin; end of input stops the process")
+                        help="read `offset <value>`, `cameras live|frozen|stopped` and `joint_states live|stopped` "
+                             "lines from stdin; end of input stops the process")
     return parser.parse_args(argv)
 
 
@@ -77,6 +80,8 @@ class FakeRobot:
         self.arm_dim = len(names.ARM_JOINTS)
         self.positions = [np.full(self.arm_dim, args.initial) for _ in names.FOLLOWER_ROBOTS]
         self.offset = 0.0
+        self.cameras_mode = "live"
+        self.joint_states_live = True
         calibration = calibration_preset(args.calibration)
         self.drivers = [XsArmState(calibration) for _ in names.FOLLOWER_ROBOTS]
         self._record = open(args.record, "a") if args.record else None
@@ -146,6 +151,8 @@ class FakeRobot:
             self._write(arm, "single", msg.name, [msg.cmd], str(refusal))
 
     def publish_states(self) -> None:
+        if not self.joint_states_live:
+            return
         stamp = self.node.get_clock().now().to_msg()
         for arm, pub in enumerate(self._state_pubs):
             values = self.positions[arm] + self.offset
@@ -178,21 +185,30 @@ class FakeRobot:
                 return rgb_to_image(frames[index], Image, now)
 
         count = [0]
+        last = {}
 
         def publish_images():
+            if self.cameras_mode == "stopped":
+                return
             now = self.node.get_clock().now().nanoseconds * 1e-9
             for pub in pubs:
-                pub.publish(make(count[0] % len(frames), now))
+                if self.cameras_mode == "live" or pub not in last:
+                    last[pub] = make(count[0] % len(frames), now)
+                pub.publish(last[pub])  # frozen: the same message, its stamp unchanged
             count[0] += 1
 
         self.node.create_timer(1.0 / rate_hz, publish_images)
 
     def read_commands(self, stream) -> None:
-        """`offset <value>` lines; end of input stops the process."""
+        """Control lines (see the module's doc); end of input stops the process."""
         for line in stream:
             parts = line.split()
             if len(parts) == 2 and parts[0] == "offset":
                 self.offset = float(parts[1])
+            elif parts[:1] == ["cameras"] and parts[1:] in (["live"], ["frozen"], ["stopped"]):
+                self.cameras_mode = parts[1]
+            elif parts[:1] == ["joint_states"] and parts[1:] in (["live"], ["stopped"]):
+                self.joint_states_live = parts[1] == "live"
         os.kill(os.getpid(), signal.SIGINT)
 
     def close(self) -> None:

@@ -15,9 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripted_demos",
         description=(
-            "Run the scripted end-effector policy in the aloha_sim node through the ros2_control "
-            "command topics while recording one rosbag2 per episode (cameras, follower joint states, "
-            "/oft/commanded_action, /sim/reward, /sim/success). Only successful episodes are kept."
+            "Run the scripted end-effector policy in the aloha_sim node as a teleoperation session: "
+            "leader arm joint states, follower commands through the emulated xs drivers, and one rosbag2 "
+            "per episode as `record` writes it on a real ALOHA (realsense camera topics, follower and "
+            "leader joint states, /oft/commanded_action, /sim/reward, /sim/success). Only successful "
+            "episodes are kept."
         ),
     )
     parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube"])

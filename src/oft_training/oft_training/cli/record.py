@@ -8,9 +8,9 @@ import time
 
 from oft_policy import names
 
-from oft_training import msgtypes
+from oft_training import bag_recovery, msgtypes
 from oft_training.cli.common import UsageError, add_camera_topic_pattern_argument, run_main
-from oft_training.recording import STORAGES, BagRecorder, RecorderError, default_topics
+from oft_training.recording import FLUSH_INTERVAL_S, STORAGES, BagRecorder, RecorderError, default_topics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_camera_topic_pattern_argument(parser)
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to record (0: until Ctrl-C)")
     parser.add_argument("--use-sim-time", action="store_true", help="stamp messages with /clock time")
+    parser.add_argument("--flush-interval", type=float, default=FLUSH_INTERVAL_S,
+                        help=f"seconds between writes to disk: the most a kill can lose (default {FLUSH_INTERVAL_S})")
     return parser
 
 
@@ -53,7 +55,8 @@ def spin_until_done(node, recorder: BagRecorder, duration: float, label: str) ->
     with tqdm(desc=f"recording {label}", unit="msg", mininterval=1.0) as bar:
         seen = 0
         try:
-            while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+            while (rclpy.ok() and recorder.write_error is None
+                   and (deadline is None or time.monotonic() < deadline)):
                 rclpy.spin_once(node, timeout_sec=0.1)
                 total = sum(recorder.message_counts.values())
                 bar.update(total - seen)
@@ -66,6 +69,20 @@ def spin_until_done(node, recorder: BagRecorder, duration: float, label: str) ->
             # same stop. An error while the context is still up is a real one.
             if rclpy.ok():
                 raise
+
+
+def stop_or_recover(recorder: BagRecorder, out: str):
+    """Close the bag; if a write failed, make what reached the disk a readable bag, then fail."""
+    try:
+        return recorder.stop()
+    except RecorderError as failure:
+        if recorder.write_error is None or not bag_recovery.is_unfinished_bag(out):
+            raise
+        try:
+            print(bag_recovery.recover_bag(out).summary(), file=sys.stderr)
+        except (bag_recovery.RecoveryError, OSError) as error:
+            print(f"record: could not recover {out} yet ({error}); fit_normalizer and export retry", file=sys.stderr)
+        raise failure
 
 
 def main_impl(argv=None) -> int:
@@ -83,12 +100,12 @@ def main_impl(argv=None) -> int:
     try:
         if args.use_sim_time:
             node.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
-        recorder = BagRecorder(node, topics, storage=args.storage)
+        recorder = BagRecorder(node, topics, storage=args.storage, flush_interval_s=args.flush_interval)
         recorder.start(args.out)
         try:
             spin_until_done(node, recorder, args.duration, args.out)
         finally:
-            summary = recorder.stop()  # always close the bag: metadata.yaml makes it readable
+            summary = stop_or_recover(recorder, args.out)  # metadata.yaml makes the bag readable
         for topic, count in summary.message_counts.items():
             print(f"{topic}: {count} messages")
         print(f"wrote {summary.path} ({summary.total} messages)")

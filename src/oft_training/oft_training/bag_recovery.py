@@ -1,0 +1,402 @@
+"""Recover a rosbag2 recording whose writer died: the analogue of ``ros2 bag reindex``.
+
+A recorder killed by SIGKILL, an OOM kill, a power cut or a full disk leaves its bag
+directory without ``metadata.yaml``, and (mcap) a file without its summary and footer,
+possibly ending in half a record. No rosbag2 reader opens that. Recovery, in place:
+
+1. Scan the mcap file record by record from its start. Every complete record is kept;
+   a chunk counts only if it decompresses and its CRC (when written) matches. The scan
+   stops at the first record that is cut off or damaged.
+2. Truncate the file there and append what a closed file ends with: a data-end record,
+   a summary (schemas, channels, statistics, chunk indexes) and the footer.
+3. Write ``metadata.yaml`` (atomically, last) from what the repaired file holds, so the
+   bag's duration and counts are the recording's true ones.
+
+Each step is safe to repeat: a recovery that is itself interrupted is recovered again.
+The result opens in every rosbag2 reader (rosbags, ``ros2 bag info``, the mcap tools).
+
+A sqlite3 recording keeps what its writer committed (the recorder commits every flush
+interval; sqlite rolls back the rest on the next open): recovery only writes its
+``metadata.yaml`` from the database's tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Dict, List, Optional
+
+MAGIC = b"\x89MCAP0\r\n"
+OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE = 0x01, 0x02, 0x03, 0x04, 0x05
+OP_CHUNK, OP_MESSAGE_INDEX, OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 0x06, 0x07, 0x08, 0x0B, 0x0F
+RECORD_PREFIX = 9  # opcode (1 byte) + content length (8 bytes)
+RECOVERED_KEY = "oft_recovered"  # custom_data key in metadata.yaml of a recovered bag
+
+
+class RecoveryError(ValueError):
+    """The directory holds no recording that can be recovered."""
+
+
+@dataclass
+class _Chunk:
+    start: int
+    length: int
+    start_time: int
+    end_time: int
+    compression: str
+    compressed_size: int
+    uncompressed_size: int
+    index_offsets: Dict[int, int] = field(default_factory=dict)
+    index_length: int = 0
+    channels: set = field(default_factory=set)
+
+
+@dataclass
+class _Scan:
+    """What the complete records of a data section hold."""
+
+    data_start: int = 0
+    good_end: int = 0  # end of the last complete record: everything after it is dropped
+    closed: bool = False  # the file reached its data-end record (only its metadata.yaml is missing)
+    schemas: Dict[int, bytes] = field(default_factory=dict)  # id -> record content, written back as it was
+    channels: Dict[int, bytes] = field(default_factory=dict)
+    channel_topics: Dict[int, str] = field(default_factory=dict)
+    counts: Dict[int, int] = field(default_factory=dict)
+    start_time: int = 2**64 - 1
+    end_time: int = 0
+    chunks: List[_Chunk] = field(default_factory=list)
+    stop_reason: str = ""
+
+    @property
+    def message_count(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class RecoveryReport:
+    """What a recovery kept and dropped."""
+
+    path: Path
+    message_counts: Dict[str, int]
+    duration_s: float
+    dropped_bytes: int
+    reason: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.message_counts.values())
+
+    def summary(self) -> str:
+        return (f"recovered crashed recording {self.path}: {self.total} messages over {self.duration_s:.2f} s "
+                f"({self.dropped_bytes} bytes of an unfinished record dropped; {self.reason})")
+
+
+def _u16(data: bytes, offset: int) -> int:
+    return struct.unpack_from("<H", data, offset)[0]
+
+
+def _u32(data: bytes, offset: int) -> int:
+    return struct.unpack_from("<I", data, offset)[0]
+
+
+def _u64(data: bytes, offset: int) -> int:
+    return struct.unpack_from("<Q", data, offset)[0]
+
+
+def _string(data: bytes, offset: int):
+    size = _u32(data, offset)
+    return data[offset + 4: offset + 4 + size].decode(), offset + 4 + size
+
+
+def _decompress(payload: bytes, compression: str, size: int) -> bytes:
+    if compression == "":
+        return payload
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.decompress(payload)
+    raise ValueError(f"unsupported chunk compression {compression!r}")
+
+
+def _records(data: bytes, start: int, end: int):
+    """(opcode, content start, content end) of each complete record; stops at a cut-off one."""
+    offset = start
+    while offset + RECORD_PREFIX <= end:
+        opcode = data[offset]
+        length = _u64(data, offset + 1)
+        content = offset + RECORD_PREFIX
+        if content + length > end:
+            return
+        yield opcode, content, content + length
+        offset = content + length
+
+
+def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chunk]) -> None:
+    """Schemas, channels and messages, at top level or inside a chunk."""
+    if opcode == OP_SCHEMA:
+        scan.schemas[_u16(content, 0)] = content
+    elif opcode == OP_CHANNEL:
+        channel_id = _u16(content, 0)
+        scan.channels[channel_id] = content
+        scan.channel_topics[channel_id] = _string(content, 4)[0]
+    elif opcode == OP_MESSAGE:
+        channel_id, log_time = _u16(content, 0), _u64(content, 6)
+        scan.counts[channel_id] = scan.counts.get(channel_id, 0) + 1
+        scan.start_time, scan.end_time = min(scan.start_time, log_time), max(scan.end_time, log_time)
+        if chunk is not None:
+            chunk.channels.add(channel_id)
+
+
+def _read_chunk(data: bytes, start: int, content_start: int, content_end: int) -> tuple:
+    """A chunk record -> (_Chunk, its records' bytes); ValueError if damaged."""
+    content = data[content_start:content_end]
+    start_time, end_time, size, crc = _u64(content, 0), _u64(content, 8), _u64(content, 16), _u32(content, 24)
+    compression, offset = _string(content, 28)
+    compressed_size = _u64(content, offset)
+    payload = content[offset + 8: offset + 8 + compressed_size]
+    if len(payload) != compressed_size:
+        raise ValueError("chunk shorter than its declared size")
+    records = _decompress(payload, compression, size)
+    if len(records) != size or (crc and zlib.crc32(records) != crc):
+        raise ValueError("chunk fails its size or CRC check")
+    chunk = _Chunk(start, content_end - start, start_time, end_time, compression, compressed_size, size)
+    return chunk, records
+
+
+def scan_mcap(data: bytes) -> _Scan:
+    """Every complete, intact record of an mcap file's data section."""
+    if not data.startswith(MAGIC):
+        raise RecoveryError("not an mcap file (bad magic)")
+    header = next(_records(data, len(MAGIC), len(data)), None)
+    if header is None or header[0] != OP_HEADER:
+        raise RecoveryError("mcap file has no complete header record")
+    scan = _Scan(data_start=header[2], good_end=header[2], stop_reason="end of file")
+    current: Optional[_Chunk] = None
+    for opcode, start, end in _records(data, header[2], len(data)):
+        if opcode in (OP_DATA_END, OP_FOOTER):  # the summary after it is written anew
+            scan.closed, scan.stop_reason = True, "data section complete"
+            break
+        if opcode == OP_CHUNK:
+            try:
+                current, records = _read_chunk(data, start - RECORD_PREFIX, start, end)
+            except ValueError as error:
+                scan.stop_reason = f"damaged chunk at byte {start - RECORD_PREFIX}: {error}"
+                break
+            for inner_op, inner_start, inner_end in _records(records, 0, len(records)):
+                _note_content(scan, inner_op, records[inner_start:inner_end], current)
+            scan.chunks.append(current)
+        elif opcode == OP_MESSAGE_INDEX and current is not None:
+            current.index_offsets[_u16(data, start)] = start - RECORD_PREFIX
+            current.index_length += end - start + RECORD_PREFIX
+        else:
+            _note_content(scan, opcode, data[start:end], None)
+        scan.good_end = end
+    else:
+        if scan.good_end < len(data):
+            scan.stop_reason = f"record cut off at byte {scan.good_end}"
+    return scan
+
+
+def _record(opcode: int, content: bytes) -> bytes:
+    return struct.pack("<BQ", opcode, len(content)) + content
+
+
+def _pack_string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<I", len(raw)) + raw
+
+
+def _chunk_index(chunk: _Chunk) -> bytes:
+    # Message indexes are listed only when every channel of the chunk has one (a kill can
+    # fall between them); readers then fall back to reading the chunk itself.
+    offsets = chunk.index_offsets if chunk.channels <= set(chunk.index_offsets) else {}
+    entries = b"".join(struct.pack("<HQ", cid, off) for cid, off in sorted(offsets.items()))
+    return (struct.pack("<QQQQ", chunk.start_time, chunk.end_time, chunk.start, chunk.length)
+            + struct.pack("<I", len(entries)) + entries
+            + struct.pack("<Q", chunk.index_length if offsets else 0)
+            + _pack_string(chunk.compression) + struct.pack("<QQ", chunk.compressed_size, chunk.uncompressed_size))
+
+
+def _statistics(scan: _Scan) -> bytes:
+    entries = b"".join(struct.pack("<HQ", cid, n) for cid, n in sorted(scan.counts.items()))
+    start = scan.start_time if scan.message_count else 0
+    return (struct.pack("<QHIIII", scan.message_count, len(scan.schemas), len(scan.channels), 0, 0, len(scan.chunks))
+            + struct.pack("<QQ", start, scan.end_time) + struct.pack("<I", len(entries)) + entries)
+
+
+def summary_tail(scan: _Scan, offset: int) -> bytes:
+    """Data end, summary and footer for a data section that ends at ``offset``."""
+    tail = BytesIO()
+    tail.write(_record(OP_DATA_END, struct.pack("<I", 0)))
+    summary_start = offset + tail.tell()
+    for schema_id in sorted(scan.schemas):
+        tail.write(_record(OP_SCHEMA, scan.schemas[schema_id]))
+    for channel_id in sorted(scan.channels):
+        tail.write(_record(OP_CHANNEL, scan.channels[channel_id]))
+    tail.write(_record(OP_STATISTICS, _statistics(scan)))
+    for chunk in scan.chunks:
+        tail.write(_record(OP_CHUNK_INDEX, _chunk_index(chunk)))
+    tail.write(_record(OP_FOOTER, struct.pack("<QQI", summary_start, 0, 0)))
+    tail.write(MAGIC)
+    return tail.getvalue()
+
+
+def _repair_mcap(path: Path) -> tuple:
+    """Truncate at the last complete record and close the file; (dropped bytes, reason)."""
+    data = path.read_bytes()
+    scan = scan_mcap(data)
+    if scan.closed and data.endswith(MAGIC):
+        return 0, scan.stop_reason  # a complete file: only metadata.yaml is missing
+    dropped = len(data) - scan.good_end
+    tail = summary_tail(scan, scan.good_end)
+    with path.open("r+b") as handle:
+        handle.truncate(scan.good_end)
+        handle.seek(scan.good_end)
+        handle.write(tail)
+        handle.flush()
+    return dropped, scan.stop_reason
+
+
+def is_unfinished_bag(path) -> bool:
+    """A directory with mcap or sqlite3 files but no metadata.yaml: a recording whose writer died."""
+    path = Path(path)
+    return (path.is_dir() and not (path / "metadata.yaml").exists()
+            and any([*path.glob("*.mcap"), *path.glob("*.db3")]))
+
+
+def _type_hash(msgtype: str, msgdef: str) -> str:
+    from oft_training import msgtypes
+
+    typestore = msgtypes.new_typestore()
+    try:
+        if msgtype not in typestore.fielddefs:
+            from rosbags.typesys import get_types_from_msg
+
+            typestore.register(get_types_from_msg(msgdef, msgtype))
+        return typestore.hash_rihs01(msgtype)
+    except Exception:  # an IDL or unparsable definition: rosbag2 accepts an empty hash
+        return ""
+
+
+@dataclass
+class _FileContents:
+    """One storage file's topics (topic_metadata, count) and time span."""
+
+    topics: List[tuple]
+    message_count: int
+    start: int
+    end: int
+
+
+def _mcap_contents(file: Path) -> _FileContents:
+    from rosbags.rosbag2.metadata import dump_qos_v9
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    reader = McapReader(file)
+    reader.open()
+    try:
+        meta = reader.metadata
+        topics = [({"name": c.topic, "type": c.msgtype, "serialization_format": c.ext.serialization_format,
+                    "offered_qos_profiles": dump_qos_v9(c.ext.offered_qos_profiles),
+                    "type_description_hash": _type_hash(c.msgtype, c.msgdef.data)}, c.msgcount)
+                  for c in reader.connections]
+    finally:
+        reader.close()
+    if not meta.message_count:
+        return _FileContents(topics, 0, 0, 0)
+    return _FileContents(topics, meta.message_count, meta.start_time, meta.end_time - 1)
+
+
+def _sqlite_contents(file: Path) -> _FileContents:
+    import sqlite3
+
+    from ruamel.yaml import YAML
+
+    with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as db:
+        spans = {row[0]: row[1:] for row in db.execute(
+            "SELECT topic_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM messages GROUP BY topic_id")}
+        rows = db.execute("SELECT id, name, type, serialization_format, offered_qos_profiles, "
+                          "type_description_hash FROM topics").fetchall()
+    topics = [({"name": name, "type": msgtype, "serialization_format": fmt,
+                "offered_qos_profiles": YAML(typ="safe").load(qos) or [], "type_description_hash": digest},
+               spans.get(topic_id, (0,))[0]) for topic_id, name, msgtype, fmt, qos, digest in rows]
+    if not spans:
+        return _FileContents(topics, 0, 0, 0)
+    return _FileContents(topics, sum(v[0] for v in spans.values()), min(v[1] for v in spans.values()),
+                         max(v[2] for v in spans.values()))
+
+
+def write_metadata(path: Path, files: List[Path], note: str) -> Dict[str, int]:
+    """metadata.yaml (rosbag2 version 9) from what the closed storage files hold; topic -> count."""
+    from ruamel.yaml import YAML
+
+    storage = "sqlite3" if files[0].suffix == ".db3" else "mcap"
+    read = _sqlite_contents if storage == "sqlite3" else _mcap_contents
+    topics: Dict[tuple, dict] = {}
+    file_entries, counts = [], {}
+    start_all, end_all = 2**63 - 1, 0
+    for file in files:
+        contents = read(file)
+        for topic_metadata, count in contents.topics:
+            entry = topics.setdefault((topic_metadata["name"], topic_metadata["type"]),
+                                      {"topic_metadata": topic_metadata, "message_count": 0})
+            entry["message_count"] += count
+            counts[topic_metadata["name"]] = counts.get(topic_metadata["name"], 0) + count
+        file_entries.append({"path": file.name, "starting_time": {"nanoseconds_since_epoch": contents.start},
+                             "duration": {"nanoseconds": contents.end - contents.start},
+                             "message_count": contents.message_count})
+        if contents.message_count:
+            start_all, end_all = min(start_all, contents.start), max(end_all, contents.end)
+    total = sum(entry["message_count"] for entry in file_entries)
+    information = {
+        "version": 9,
+        "storage_identifier": storage,
+        "relative_file_paths": [file.name for file in files],
+        "duration": {"nanoseconds": end_all - start_all if total else 0},
+        "starting_time": {"nanoseconds_since_epoch": start_all if total else 0},
+        "message_count": total,
+        "topics_with_message_count": list(topics.values()),
+        "compression_format": "",
+        "compression_mode": "",
+        "files": file_entries,
+        "custom_data": {RECOVERED_KEY: note},
+        "ros_distro": "rosbags",
+    }
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    tmp = path / "metadata.yaml.tmp"
+    with tmp.open("w", encoding="utf8") as handle:
+        yaml.dump({"rosbag2_bagfile_information": information}, handle)
+    tmp.replace(path / "metadata.yaml")
+    return counts
+
+
+def recover_bag(path) -> RecoveryReport:
+    """Make an unfinished recording at ``path`` a complete rosbag2, in place."""
+    path = Path(path)
+    if not is_unfinished_bag(path):
+        raise RecoveryError(f"{path} is not an unfinished recording (it has metadata.yaml, or no .mcap or .db3 file)")
+    files = sorted(path.glob("*.mcap")) or sorted(path.glob("*.db3"))
+    dropped, reasons = 0, ["sqlite3 keeps what it committed"] if files[0].suffix == ".db3" else []
+    for file in files if files[0].suffix == ".mcap" else ():
+        try:
+            file_dropped, reason = _repair_mcap(file)
+        except (RecoveryError, struct.error) as error:
+            raise RecoveryError(f"cannot recover {file}: {error}") from error
+        dropped += file_dropped
+        reasons.append(reason)
+    note = f"{dropped} bytes dropped; " + "; ".join(sorted(set(reasons)))
+    counts = write_metadata(path, files, note)
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:  # proves the result opens, and reads its true duration
+        duration_s = reader.duration / 1e9 if reader.message_count else 0.0
+    return RecoveryReport(path, counts, duration_s, dropped, "; ".join(sorted(set(reasons))))
