@@ -256,7 +256,8 @@ def test_bad_input_storm_never_moves_an_arm_wrongly(ros_env, harness, tmp_path):
             yield rows, sequence, case
 
     values = [0.01 + 0.002 * k for k in range(25)]
-    with running_executor(ros_env, tmp_path) as (robot, node):
+    # The storm loads the machine: a joint-state stall must not be what keeps a valid chunk from running.
+    with running_executor(ros_env, tmp_path, {"joint_state_timeout_s": 1.0}) as (robot, node):
         wait_ready(harness, robot)
         seq, sent_bad = 1, 0
         for value in values:
@@ -296,11 +297,15 @@ def test_checkpoint_stats_normalize_the_drift_and_commands_speak_the_driver(ros_
     rows = 0.02 * np.arange(1, 26)[:, None] * np.ones(D)
     # The ramp moves 2 % of the action range per tick: a loaded machine's fake robot lagging 8 ticks
     # reads as critical drift, which this test is not about (test_critical_drift_halts_within_a_tick... is).
-    params = {"stats_path": str(stats_path), "drift_critical_threshold": 1.0}
+    # Likewise a joint-state stall of a loaded machine would stop the commands (test_runtime_faults measures that).
+    params = {"stats_path": str(stats_path), "drift_critical_threshold": 1.0, "joint_state_timeout_s": 1.0}
     with running_executor(ros_env, tmp_path, params) as (robot, node):
         wait_ready(harness, robot)
         harness.publish_chunk(rows, sequence=1, start_delay_s=0.05)
         harness.wait_status(lambda s: s.state == HOLDING, 5.0, "HOLDING")
+        # The robot records what it receives on its own; the status can overtake its last commands.
+        support.wait_for(lambda: any(v[0] == pytest.approx(0.5) for _, v in robot.full_commands()), 5.0,
+                         what="the chunk's last row at the robot")
         records = robot.commands()
     assert {(r["kind"], r["name"]) for r in records} == {("group", "arm"), ("single", "gripper")}
     assert {len(r["values"]) for r in records if r["kind"] == "group"} == {6}

@@ -142,7 +142,7 @@ def test_when_the_executor_dies_the_policy_stops_publishing_and_resumes_with_a_n
         status, _ = support.wait_for(says_why, 10.0, what="the policy noticing the executor is gone")
         time.sleep(1.5)
         after = [t - killed for t, _ in _chunk_times(harness, killed)]
-        assert all(t < EXECUTOR_TIMEOUT_S + 0.5 for t in after), f"chunks published {after} s after the kill"
+        assert all(t < EXECUTOR_TIMEOUT_S + 1.0 for t in after), f"chunks published {after} s after the kill"
 
         before = harness.chunk_count()
         returned = time.time()

@@ -23,6 +23,7 @@ interval; sqlite rolls back the rest on the next open): recovery only writes its
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class _Chunk:
     uncompressed_size: int
     index_offsets: Dict[int, int] = field(default_factory=dict)
     index_length: int = 0
-    channels: set = field(default_factory=set)
+    messages: Dict[int, list] = field(default_factory=dict)  # channel -> [(log_time, offset in the chunk)]
 
 
 @dataclass
@@ -139,8 +140,8 @@ def _records(data: bytes, start: int, end: int):
         offset = content + length
 
 
-def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chunk]) -> None:
-    """Schemas, channels and messages, at top level or inside a chunk."""
+def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chunk], offset: int = 0) -> None:
+    """Schemas, channels and messages, at top level or inside a chunk (``offset``: the record's, in it)."""
     if opcode == OP_SCHEMA:
         scan.schemas[_u16(content, 0)] = content
     elif opcode == OP_CHANNEL:
@@ -152,7 +153,7 @@ def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chu
         scan.counts[channel_id] = scan.counts.get(channel_id, 0) + 1
         scan.start_time, scan.end_time = min(scan.start_time, log_time), max(scan.end_time, log_time)
         if chunk is not None:
-            chunk.channels.add(channel_id)
+            chunk.messages.setdefault(channel_id, []).append((log_time, offset))
 
 
 def _read_chunk(data: bytes, start: int, content_start: int, content_end: int) -> tuple:
@@ -171,9 +172,12 @@ def _read_chunk(data: bytes, start: int, content_start: int, content_end: int) -
     return chunk, records
 
 
-def scan_mcap(data: bytes) -> _Scan:
-    """Every complete, intact record of an mcap file's data section."""
-    if not data.startswith(MAGIC):
+KNOWN_OPCODES = set(range(0x01, 0x10))
+
+
+def scan_mcap(data) -> _Scan:
+    """Every complete, intact record of an mcap file's data section (``data``: bytes or an mmap)."""
+    if data[:len(MAGIC)] != MAGIC:
         raise RecoveryError("not an mcap file (bad magic)")
     header = next(_records(data, len(MAGIC), len(data)), None)
     if header is None or header[0] != OP_HEADER:
@@ -184,25 +188,35 @@ def scan_mcap(data: bytes) -> _Scan:
         if opcode in (OP_DATA_END, OP_FOOTER):  # the summary after it is written anew
             scan.closed, scan.stop_reason = True, "data section complete"
             break
-        if opcode == OP_CHUNK:
-            try:
-                current, records = _read_chunk(data, start - RECORD_PREFIX, start, end)
-            except ValueError as error:
-                scan.stop_reason = f"damaged chunk at byte {start - RECORD_PREFIX}: {error}"
-                break
-            for inner_op, inner_start, inner_end in _records(records, 0, len(records)):
-                _note_content(scan, inner_op, records[inner_start:inner_end], current)
-            scan.chunks.append(current)
-        elif opcode == OP_MESSAGE_INDEX and current is not None:
-            current.index_offsets[_u16(data, start)] = start - RECORD_PREFIX
-            current.index_length += end - start + RECORD_PREFIX
-        else:
-            _note_content(scan, opcode, data[start:end], None)
+        if opcode not in KNOWN_OPCODES:  # a zero-filled or overwritten tail
+            scan.stop_reason = f"no record at byte {start - RECORD_PREFIX} (opcode {opcode:#04x})"
+            break
+        try:
+            current = _note_record(scan, data, opcode, start, end, current)
+        except Exception as error:  # a damaged record: keep what came before it
+            scan.stop_reason = f"damaged record at byte {start - RECORD_PREFIX}: {type(error).__name__}: {error}"
+            break
         scan.good_end = end
     else:
         if scan.good_end < len(data):
             scan.stop_reason = f"record cut off at byte {scan.good_end}"
     return scan
+
+
+def _note_record(scan: _Scan, data, opcode: int, start: int, end: int, current: Optional[_Chunk]):
+    """Take one top-level record into the scan; returns the chunk its message indexes belong to."""
+    if opcode == OP_CHUNK:
+        chunk, records = _read_chunk(data, start - RECORD_PREFIX, start, end)
+        for inner_op, inner_start, inner_end in _records(records, 0, len(records)):
+            _note_content(scan, inner_op, records[inner_start:inner_end], chunk, inner_start - RECORD_PREFIX)
+        scan.chunks.append(chunk)
+        return chunk
+    if opcode == OP_MESSAGE_INDEX and current is not None:
+        current.index_offsets[_u16(data, start)] = start - RECORD_PREFIX
+        current.index_length += end - start + RECORD_PREFIX
+        return current
+    _note_content(scan, opcode, bytes(data[start:end]), None)
+    return current
 
 
 def _record(opcode: int, content: bytes) -> bytes:
@@ -214,14 +228,15 @@ def _pack_string(text: str) -> bytes:
     return struct.pack("<I", len(raw)) + raw
 
 
+def _message_index(channel_id: int, entries: list) -> bytes:
+    packed = b"".join(struct.pack("<QQ", log_time, offset) for log_time, offset in sorted(entries))
+    return _record(OP_MESSAGE_INDEX, struct.pack("<HI", channel_id, len(packed)) + packed)
+
+
 def _chunk_index(chunk: _Chunk) -> bytes:
-    # Message indexes are listed only when every channel of the chunk has one (a kill can
-    # fall between them); readers then fall back to reading the chunk itself.
-    offsets = chunk.index_offsets if chunk.channels <= set(chunk.index_offsets) else {}
-    entries = b"".join(struct.pack("<HQ", cid, off) for cid, off in sorted(offsets.items()))
+    entries = b"".join(struct.pack("<HQ", cid, off) for cid, off in sorted(chunk.index_offsets.items()))
     return (struct.pack("<QQQQ", chunk.start_time, chunk.end_time, chunk.start, chunk.length)
-            + struct.pack("<I", len(entries)) + entries
-            + struct.pack("<Q", chunk.index_length if offsets else 0)
+            + struct.pack("<I", len(entries)) + entries + struct.pack("<Q", chunk.index_length)
             + _pack_string(chunk.compression) + struct.pack("<QQ", chunk.compressed_size, chunk.uncompressed_size))
 
 
@@ -235,6 +250,16 @@ def _statistics(scan: _Scan) -> bytes:
 def summary_tail(scan: _Scan, offset: int) -> bytes:
     """Data end, summary and footer for a data section that ends at ``offset``."""
     tail = BytesIO()
+    for chunk in scan.chunks:
+        if set(chunk.messages) - set(chunk.index_offsets):
+            # A kill between a chunk and its message indexes: index it anew, here (readers such as
+            # rosbags count a chunk's messages from its indexes, and skip a chunk that has none).
+            chunk.index_offsets, chunk.index_length = {}, 0
+            for channel_id, entries in sorted(chunk.messages.items()):
+                record = _message_index(channel_id, entries)
+                chunk.index_offsets[channel_id] = offset + tail.tell()
+                chunk.index_length += len(record)
+                tail.write(record)
     tail.write(_record(OP_DATA_END, struct.pack("<I", 0)))
     summary_start = offset + tail.tell()
     for schema_id in sorted(scan.schemas):
@@ -251,18 +276,36 @@ def summary_tail(scan: _Scan, offset: int) -> bytes:
 
 def _repair_mcap(path: Path) -> tuple:
     """Truncate at the last complete record and close the file; (dropped bytes, reason)."""
-    data = path.read_bytes()
-    scan = scan_mcap(data)
-    if scan.closed and data.endswith(MAGIC):
-        return 0, scan.stop_reason  # a complete file: only metadata.yaml is missing
-    dropped = len(data) - scan.good_end
-    tail = summary_tail(scan, scan.good_end)
+    import mmap
+
     with path.open("r+b") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            raise RecoveryError("empty file")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:  # not read into memory
+            scan = scan_mcap(data)
+            complete = scan.closed and data[-len(MAGIC):] == MAGIC
+        if complete:
+            return 0, scan.stop_reason  # a complete file: only metadata.yaml is missing
+        tail = summary_tail(scan, scan.good_end)
         handle.truncate(scan.good_end)
         handle.seek(scan.good_end)
         handle.write(tail)
         handle.flush()
-    return dropped, scan.stop_reason
+        os.fsync(handle.fileno())  # on the disk before metadata.yaml says the bag is whole
+    return size - scan.good_end, scan.stop_reason
+
+
+def _refuse_if_recording(file: Path) -> None:
+    """A recorder holds an exclusive lock on the file it writes: a live recording is not recovered."""
+    import fcntl
+
+    with file.open("rb") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecoveryError(f"{file.name} is being written by a running recorder; not touching it") from None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def is_unfinished_bag(path) -> bool:
@@ -320,11 +363,14 @@ def _sqlite_contents(file: Path) -> _FileContents:
 
     from ruamel.yaml import YAML
 
-    with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as db:
+    # Read-write: opening rolls back the transaction a killed writer left in its journal.
+    with contextlib.closing(sqlite3.connect(str(file))) as db:
         spans = {row[0]: row[1:] for row in db.execute(
             "SELECT topic_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM messages GROUP BY topic_id")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(topics)")}
+        digest_column = "type_description_hash" if "type_description_hash" in columns else "''"  # v8: none
         rows = db.execute("SELECT id, name, type, serialization_format, offered_qos_profiles, "
-                          "type_description_hash FROM topics").fetchall()
+                          f"{digest_column} FROM topics").fetchall()
     topics = [({"name": name, "type": msgtype, "serialization_format": fmt,
                 "offered_qos_profiles": YAML(typ="safe").load(qos) or [], "type_description_hash": digest},
                spans.get(topic_id, (0,))[0]) for topic_id, name, msgtype, fmt, qos, digest in rows]
@@ -375,6 +421,8 @@ def write_metadata(path: Path, files: List[Path], note: str) -> Dict[str, int]:
     tmp = path / "metadata.yaml.tmp"
     with tmp.open("w", encoding="utf8") as handle:
         yaml.dump({"rosbag2_bagfile_information": information}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path / "metadata.yaml")
     return counts
 
@@ -385,18 +433,27 @@ def recover_bag(path) -> RecoveryReport:
     if not is_unfinished_bag(path):
         raise RecoveryError(f"{path} is not an unfinished recording (it has metadata.yaml, or no .mcap or .db3 file)")
     files = sorted(path.glob("*.mcap")) or sorted(path.glob("*.db3"))
-    dropped, reasons = 0, ["sqlite3 keeps what it committed"] if files[0].suffix == ".db3" else []
-    for file in files if files[0].suffix == ".mcap" else ():
-        try:
+    for file in files:
+        _refuse_if_recording(file)
+    sqlite = files[0].suffix == ".db3"
+    dropped, reasons = 0, ["sqlite3 keeps what it committed"] if sqlite else []
+    try:
+        for file in () if sqlite else files:
             file_dropped, reason = _repair_mcap(file)
-        except (RecoveryError, struct.error) as error:
-            raise RecoveryError(f"cannot recover {file}: {error}") from error
-        dropped += file_dropped
-        reasons.append(reason)
-    note = f"{dropped} bytes dropped; " + "; ".join(sorted(set(reasons)))
-    counts = write_metadata(path, files, note)
+            dropped += file_dropped
+            reasons.append(reason)
+        note = f"{dropped} bytes dropped; " + "; ".join(sorted(set(reasons)))
+        counts = write_metadata(path, files, note)  # reads every repaired file back first
+    except RecoveryError:
+        raise
+    except Exception as error:  # rosbags, sqlite3 and OS errors on what is left of the files
+        raise RecoveryError(f"cannot recover {path}: {type(error).__name__}: {error}") from error
     from rosbags.rosbag2 import Reader
 
-    with Reader(path) as reader:  # proves the result opens, and reads its true duration
-        duration_s = reader.duration / 1e9 if reader.message_count else 0.0
+    try:
+        with Reader(path) as reader:  # proves the result opens, and reads its true duration
+            duration_s = reader.duration / 1e9 if reader.message_count else 0.0
+    except Exception as error:
+        (path / "metadata.yaml").unlink(missing_ok=True)  # leave it unfinished: it can be tried again
+        raise RecoveryError(f"{path} does not open after recovery: {error}") from error
     return RecoveryReport(path, counts, duration_s, dropped, "; ".join(sorted(set(reasons))))

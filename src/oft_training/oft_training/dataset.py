@@ -81,8 +81,14 @@ class EpisodeTable:
         for path, frames_needed in needed.items():
             if not path.is_file():
                 raise DatasetFormatError(f"{self.root}: video {path.relative_to(self.root)} is missing")
-            with av.open(str(path)) as container:
-                held = container.streams.video[0].frames
+            try:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    held = stream.frames  # from the container's index; 0 where it keeps none
+                    if not held and stream.duration is not None:
+                        held = int(round(float(stream.duration * stream.time_base) * self.fps))
+            except (av.error.FFmpegError, IndexError) as error:
+                raise DatasetFormatError(f"{self.root}: video {path.relative_to(self.root)} is unreadable: {error}") from error
             if held and held < frames_needed:
                 raise DatasetFormatError(
                     f"{self.root}: video {path.relative_to(self.root)} holds {held} frames but the parquet data "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import struct
 import threading
 import time
@@ -49,6 +50,7 @@ COMMANDED_ACTION_TOPIC = names.COMMANDED_ACTION_TOPIC
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9  # rosbag2 metadata version of Jazzy and later; Humble reads it too.
 FLUSH_INTERVAL_S = 0.5  # longest time a received message stays only in memory
+WRITE_ERRORS = (OSError, sqlite3.Error)  # a full disk, as the mcap file or the sqlite3 database reports it
 
 
 class RecorderError(RuntimeError):
@@ -83,7 +85,31 @@ def open_writer(path, storage: str = "mcap") -> Writer:
     writer.open()
     if hasattr(writer.storage, "close_chunk"):
         _checksum_chunks(writer.storage)
+    _lock_while_written(writer.storage)
     return writer
+
+
+def _lock_while_written(storage) -> None:
+    """An exclusive lock on the file being written, held until it is closed (or the process dies):
+    recovery refuses a file it cannot lock, so a live recording is never repaired under its writer."""
+    import fcntl
+
+    storage.oft_lock = open(storage.path, "rb")  # noqa: SIM115 - closed with the storage, below
+    fcntl.flock(storage.oft_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    close = storage.close
+
+    def close_and_unlock(*args) -> None:
+        try:
+            close(*args)
+        finally:
+            _release(storage)
+
+    storage.close = close_and_unlock
+
+
+def _release(storage) -> None:
+    with contextlib.suppress(Exception):
+        storage.oft_lock.close()
 
 
 def default_topics(
@@ -182,7 +208,7 @@ class BagRecorder:
         self._path: Optional[Path] = None
         self._flush_interval_s = float(flush_interval_s)
         self._last_flush = time.monotonic()
-        self._write_error: Optional[OSError] = None
+        self._write_error: Optional[Exception] = None
         self.skipped_before_clock = 0
         self.flushes = 0
         self._subscriptions = [
@@ -225,7 +251,7 @@ class BagRecorder:
         return path
 
     @property
-    def write_error(self) -> Optional[OSError]:
+    def write_error(self) -> Optional[Exception]:
         """Why the current (or last) bag stopped being written, if a write failed."""
         return self._write_error
 
@@ -239,12 +265,12 @@ class BagRecorder:
                 if self._write_error is not None and self._path is not None:
                     raise self._failure()
                 raise RecorderError("stop() without start()")
-            writer, self._writer = self._writer, None
             try:
-                writer.close()
-            except OSError as error:
-                self._write_error = error
+                self._writer.close()
+            except WRITE_ERRORS as error:
+                self._drop_writer(error)
                 raise self._failure() from error
+            self._writer = None
             return RecordingSummary(path=self._path, message_counts=dict(self._counts))
 
     @contextlib.contextmanager
@@ -292,14 +318,19 @@ class BagRecorder:
         self.flushes += 1
 
     def _guarded(self, write) -> None:
-        """Run a write; on an OS error (a full disk) drop the writer without closing it, keeping the flushed bag."""
+        """Run a write; if it fails (a full disk) drop the writer without finishing the bag, keeping what was flushed."""
         try:
             write()
-        except OSError as error:
-            storage, self._writer, self._write_error = self._writer.storage, None, error
-            handle = getattr(storage, "bio", None) or getattr(storage, "conn", None)
-            with contextlib.suppress(Exception):  # closing may fail on the same full disk
-                handle.close()
+        except WRITE_ERRORS as error:
+            self._drop_writer(error)
+
+    def _drop_writer(self, error: Exception) -> None:
+        """Close the failed bag's file without another write (its buffered bytes are lost), and unlock it."""
+        storage, self._writer, self._write_error = self._writer.storage, None, error
+        handle = getattr(storage, "bio", None) or getattr(storage, "conn", None)
+        with contextlib.suppress(Exception):  # closing may fail on the same full disk
+            handle.close()
+        _release(storage)
 
     def _callback_for(self, topic: str):
         def on_message(data: bytes) -> None:

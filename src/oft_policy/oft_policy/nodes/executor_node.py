@@ -205,9 +205,11 @@ class ExecutorNode(Node):
         except ConventionError as exc:
             self.get_logger().warn(f"ignored joint state of arm {arm}: {exc}", throttle_duration_sec=2.0)
             return
-        self.core.set_measured(columns, values, self.now_s())
+        # Freshness on the clock the ticks follow: the states' own stamps when they drive the ticks.
+        stamp = time_to_seconds(msg.header.stamp) if self._tick_on_joint_states else self.now_s()
+        self.core.set_measured(columns, values, stamp)
         if self._tick_on_joint_states:
-            self._arm_stamps[arm] = time_to_seconds(msg.header.stamp)
+            self._arm_stamps[arm] = stamp
             # States come at twice the control rate: tick on those about one period after the last tick.
             due = self._last_tick_stamp + 0.75 * self.period_s
             if all(s is not None and s >= due for s in self._arm_stamps):

@@ -85,7 +85,10 @@ class ExecutorCore:
 
     # ---- inputs ----------------------------------------------------------
     def set_measured(self, indices: Sequence[int], values: Sequence[float], now_s: Optional[float] = None) -> None:
-        """Update measured joint positions received at ``now_s`` (non-finite values are ignored)."""
+        """Update measured joint positions received at ``now_s`` (non-finite values are ignored); ``now_s``
+        (on the tick clock) is needed when states have a timeout."""
+        if now_s is None and self.feedback_timeout_s > 0:
+            raise ValueError("set_measured needs the receive time when feedback_timeout_s is set")
         values = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(values)
         columns = np.asarray(indices)[finite]

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 RESULTS_ENV = "OFT_RELIABILITY_RESULTS"
-FIGURE_CHARS = 110  # a figure in words (an error message) is cut to this length on the page
+FIGURE_CHARS = 160  # a figure in words (an error message) is cut to this length on the page
 
 
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+")
@@ -27,12 +27,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def _portable(value):
-    """A figure as the page shows it: absolute directories (a test's temporary files) cut to '.../'."""
+def _portable(value, limit: int = FIGURE_CHARS):
+    """Text as the page shows it: on one line, absolute directories (a test's temporary files) cut to
+    '.../', at most ``limit`` characters."""
     if isinstance(value, str):
-        return " ".join(ABSOLUTE_PATH.sub(".../", value).split())[:FIGURE_CHARS]
+        return " ".join(ABSOLUTE_PATH.sub(".../", value).split())[:limit]
     if isinstance(value, (list, tuple)):
-        return [_portable(v) for v in value]
+        return [_portable(v, limit) for v in value]
     return value
 
 
@@ -45,7 +46,7 @@ def record_outcome(fault: str, outcome: str, **figures) -> dict:
             raise ValueError(f"figure {name} is {value}: measure it")
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
     figures = {name: _portable(value) for name, value in figures.items()}
-    record = {"fault": fault, "outcome": _portable(outcome), "figures": figures, "test": test}
+    record = {"fault": fault, "outcome": _portable(outcome, limit=None), "figures": figures, "test": test}
     directory = os.environ.get(RESULTS_ENV)
     if directory:
         path = Path(directory) / f"{_slug(fault)}.json"
