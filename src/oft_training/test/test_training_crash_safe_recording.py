@@ -157,7 +157,7 @@ def test_record_killed_at_three_moments_keeps_all_but_its_last_flush(tmp_path, r
             assert sum(1 for _ in mcap_reader.iter_messages()) == summary.statistics.message_count > 0
     record_outcome(
         "Recorder killed mid-episode (SIGKILL)",
-        "fit_normalizer and export recover the bag in place and say so; it opens in rosbag2 and mcap readers",
+        "fit_normalizer and export recover the bag in place and say so; it opens in rosbags and the mcap reference reader",
         kill_times_s=list(lost), dataset_seconds_lost=list(lost.values()), worst_loss_s=max(lost.values()),
         flush_interval_s=0.5)
 
