@@ -3,29 +3,18 @@ two layouts (meta/info.json, meta/episodes, meta/tasks, meta/stats.json, data pa
 
 usage: python compare_writer.py OURS OUT
 """
-import os
+import logging
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HOME", os.path.join(os.environ.get("WORK", "."), "hf_home"))
+import lerobot_env  # first: before torch, torchvision and lerobot
+
+lerobot_env.prepare(logging.INFO)
 
 import json
-import logging
 import shutil
-import warnings
 from pathlib import Path
 
-logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(name)s: %(message)s")
-logging.captureWarnings(True)
-warnings.simplefilter("always")
-
 import torch
-
-for _name in ("nms", "qnms"):  # see load.py: lets the CUDA-build torchvision import on CPU torch
-    try:
-        torch.library.define(f"torchvision::{_name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    except RuntimeError:
-        pass
 
 import av
 import numpy as np

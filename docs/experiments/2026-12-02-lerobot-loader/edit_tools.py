@@ -1,33 +1,22 @@
 """LeRobot's dataset editing tools on our export: delete_episodes and merge_datasets, then reload and
 list meta/stats.json features (these tools rebuild stats from the per-episode stats/<feature>/<stat>
-columns of meta/episodes, which our export writes for observation.state and action only).
+columns of meta/episodes, which our export writes for every feature).
 
 usage: python edit_tools.py OURS WORKDIR
 """
-import os
+import logging
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HOME", os.path.join(os.environ.get("WORK", "."), "hf_home"))
+import lerobot_env  # first: before torch, torchvision and lerobot
+
+lerobot_env.prepare(logging.WARNING)
 
 import json
-import logging
 import shutil
 import traceback
-import warnings
 from pathlib import Path
 
-logging.basicConfig(level=logging.WARNING, format="LOG %(levelname)s %(name)s: %(message)s")
-logging.captureWarnings(True)
-warnings.simplefilter("always")
-
 import torch
-
-for _name in ("nms", "qnms"):  # see load.py
-    try:
-        torch.library.define(f"torchvision::{_name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    except RuntimeError:
-        pass
 
 from lerobot.datasets.dataset_tools import delete_episodes, merge_datasets
 from lerobot.datasets.lerobot_dataset import LeRobotDataset

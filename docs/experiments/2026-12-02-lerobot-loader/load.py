@@ -3,38 +3,22 @@
 usage: python load.py ROOT [BACKEND] [recorded]   (BACKEND: default | torchcodec | pyav; `recorded`: a dataset
        exported from recorded bags, not the synthetic ones, so the synthetic gray levels are not checked)
 """
-import os
+import logging
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local dataset must load without the hub
-os.environ.setdefault("HF_HOME", os.path.join(os.environ.get("WORK", "."), "hf_home"))
+import lerobot_env  # first: before torch, torchvision and lerobot
 
-import logging
+lerobot_env.prepare(logging.INFO)
+
 import time
 import traceback
-import warnings
-
-logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(name)s: %(message)s")
-logging.captureWarnings(True)
-warnings.simplefilter("always")
-
 import numpy as np
-import torch
-
-# Workaround: the only torchvision 0.28 wheel this PyPI offers for torch 2.13 is the CUDA build (0.28.0+cu130); its
-# compiled ops need libtorch_cuda.so, which the CPU torch lacks, so they do not load, and torchvision's
-# import then fails in _meta_registrations ("operator torchvision::nms does not exist"). Declaring the two
-# op schemas it registers fakes for lets torchvision import (without its C++ ops, which LeRobotDataset does
-# not use). Nothing else is patched.
-for _name in ("nms", "qnms"):
-    try:
-        torch.library.define(f"torchvision::{_name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    except RuntimeError:
-        pass
 
 import importlib.metadata as md
 import json
 from pathlib import Path
+
+import torch
 
 import av
 import torchvision

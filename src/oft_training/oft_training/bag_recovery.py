@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from rosbags.rosbag2.storage_mcap import decompress
 
 MAGIC = b"\x89MCAP0\r\n"
 OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE = 0x01, 0x02, 0x03, 0x04, 0x05
@@ -65,7 +66,6 @@ class _Scan:
     closed: bool = False  # the file reached its data-end record (only its metadata.yaml is missing)
     schemas: Dict[int, bytes] = field(default_factory=dict)  # id -> record content, written back as it was
     channels: Dict[int, bytes] = field(default_factory=dict)
-    channel_topics: Dict[int, str] = field(default_factory=dict)
     counts: Dict[int, int] = field(default_factory=dict)
     start_time: int = 2**64 - 1
     end_time: int = 0
@@ -113,20 +113,6 @@ def _string(data: bytes, offset: int):
     return data[offset + 4: offset + 4 + size].decode(), offset + 4 + size
 
 
-def _decompress(payload: bytes, compression: str, size: int) -> bytes:
-    if compression == "":
-        return payload
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
-    if compression == "lz4":
-        import lz4.frame
-
-        return lz4.frame.decompress(payload)
-    raise ValueError(f"unsupported chunk compression {compression!r}")
-
-
 def _records(data: bytes, start: int, end: int):
     """(opcode, content start, content end) of each complete record; stops at a cut-off one."""
     offset = start
@@ -147,7 +133,6 @@ def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chu
     elif opcode == OP_CHANNEL:
         channel_id = _u16(content, 0)
         scan.channels[channel_id] = content
-        scan.channel_topics[channel_id] = _string(content, 4)[0]
     elif opcode == OP_MESSAGE:
         channel_id, log_time = _u16(content, 0), _u64(content, 6)
         scan.counts[channel_id] = scan.counts.get(channel_id, 0) + 1
@@ -157,7 +142,7 @@ def _note_content(scan: _Scan, opcode: int, content: bytes, chunk: Optional[_Chu
 
 
 def _read_chunk(data: bytes, start: int, content_start: int, content_end: int) -> tuple:
-    """A chunk record -> (_Chunk, its records' bytes); ValueError if damaged."""
+    """A chunk record -> (_Chunk, its records' bytes); raises if it is damaged."""
     content = data[content_start:content_end]
     start_time, end_time, size, crc = _u64(content, 0), _u64(content, 8), _u64(content, 16), _u32(content, 24)
     compression, offset = _string(content, 28)
@@ -165,9 +150,7 @@ def _read_chunk(data: bytes, start: int, content_start: int, content_end: int) -
     payload = content[offset + 8: offset + 8 + compressed_size]
     if len(payload) != compressed_size:
         raise ValueError("chunk shorter than its declared size")
-    records = _decompress(payload, compression, size)
-    if len(records) != size or (crc and zlib.crc32(records) != crc):
-        raise ValueError("chunk fails its size or CRC check")
+    records = decompress(payload, compression, size, crc)  # rosbags' own check of size and CRC
     chunk = _Chunk(start, content_end - start, start_time, end_time, compression, compressed_size, size)
     return chunk, records
 

@@ -237,7 +237,7 @@ def find_bags(paths: Iterable, log=print) -> list:
         if _bag_or_recovered(path, log):
             bags.append(path)
         elif path.is_dir():
-            found = [bag for bag in map(lambda p: _bag_or_recovered(p, log), sorted(path.iterdir())) if bag]
+            found = [bag for bag in (_bag_or_recovered(p, log) for p in sorted(path.iterdir())) if bag]
             if not found:
                 raise BagError(f"{path} is neither a rosbag2 directory nor a directory of them")
             bags.extend(found)

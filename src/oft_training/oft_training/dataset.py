@@ -70,13 +70,13 @@ class EpisodeTable:
             row = self.episodes.loc[episode]
             for camera in self.cameras:
                 key = image_key(camera)
-                span = float(row[f"videos/{key}/to_timestamp"]) - float(row[f"videos/{key}/from_timestamp"])
-                if round(span * self.fps) != int(row["length"]):
+                first = round(float(row[f"videos/{key}/from_timestamp"]) * self.fps)
+                end = round(float(row[f"videos/{key}/to_timestamp"]) * self.fps)
+                if end - first != int(row["length"]):
                     raise DatasetFormatError(
                         f"{self.root}: episode {episode} has {int(row['length'])} frames in its parquet data but "
-                        f"{span * self.fps:.0f} in its {key} video index")
+                        f"{end - first} in its {key} video index")
                 path = self.video_path(camera, episode)
-                end = int(round(float(row[f"videos/{key}/to_timestamp"]) * self.fps))
                 needed[path] = max(needed.get(path, 0), end)
         for path, frames_needed in needed.items():
             if not path.is_file():

@@ -110,6 +110,16 @@ class ImageStats:
         self.frames += 1
         self.frame_means.append(frame_total / pixels.shape[0])
 
+    def merge(self, other: "ImageStats") -> None:
+        """Take in another run's frames (an episode's, into the dataset's)."""
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.low = np.minimum(self.low, other.low)
+        self.high = np.maximum(self.high, other.high)
+        self.pixels += other.pixels
+        self.frames += other.frames
+        self.frame_means.extend(other.frame_means)
+
     def to_dict(self) -> dict:
         mean = self.total / self.pixels
         std = np.sqrt(np.maximum(self.total_sq / self.pixels - mean * mean, 0.0))
@@ -192,8 +202,7 @@ class LeRobotWriter:
             path = self.root / VIDEO_PATH_TEMPLATE.format(video_key=image_key(camera), chunk_index=0, file_index=0)
             encoder = self.encoders[camera] = VideoEncoder(path, height, width, self.fps, self.codec)
         encoder.add(image)
-        self.image_stats[camera].add(image)
-        self._episode_image_stats[camera].add(image)
+        self._episode_image_stats[camera].add(image)  # merged into image_stats when the episode ends
 
     def end_episode(self, state: np.ndarray, action: np.ndarray, task: str) -> int:
         state, action = np.asarray(state, np.float32), np.asarray(action, np.float32)
@@ -228,6 +237,8 @@ class LeRobotWriter:
                     "task_index": np.full(length, task_index)}
         episode_stats = {key: numeric_stats(values) for key, values in features.items()}
         episode_stats.update({image_key(cam): self._episode_image_stats[cam].to_dict() for cam in self.cameras})
+        for cam in self.cameras:
+            self.image_stats[cam].merge(self._episode_image_stats[cam])
         for key, stats in episode_stats.items():
             for stat, value in stats.items():
                 row[f"stats/{key}/{stat}"] = value

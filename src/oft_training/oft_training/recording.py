@@ -210,7 +210,6 @@ class BagRecorder:
         self._last_flush = time.monotonic()
         self._write_error: Optional[Exception] = None
         self.skipped_before_clock = 0
-        self.flushes = 0
         self._subscriptions = [
             node.create_subscription(
                 msgtypes.rclpy_class(type_name), topic, self._callback_for(topic), qos, raw=True
@@ -300,9 +299,14 @@ class BagRecorder:
             "oft_training.bag_recovery.recover_bag)")
 
     def _flush_if_due(self) -> None:
+        """The steady timer's check (no message may arrive for a while)."""
         with self._lock:
-            if self._writer is not None and time.monotonic() - self._last_flush >= self._flush_interval_s:
-                self._guarded(self._flush)
+            self._flush_when_due()
+
+    def _flush_when_due(self) -> None:
+        """Flush if the interval has passed; the caller holds the lock."""
+        if self._writer is not None and time.monotonic() - self._last_flush >= self._flush_interval_s:
+            self._guarded(self._flush)
 
     def _flush(self) -> None:
         """Put every received message on the disk: close the open chunk (mcap) or commit (sqlite3)."""
@@ -315,7 +319,6 @@ class BagRecorder:
         else:
             storage.conn.commit()
         self._last_flush = time.monotonic()
-        self.flushes += 1
 
     def _guarded(self, write) -> None:
         """Run a write; if it fails (a full disk) drop the writer without finishing the bag, keeping what was flushed."""
@@ -342,8 +345,7 @@ class BagRecorder:
                     self.skipped_before_clock += 1
                     return
                 self._guarded(lambda: self._write(topic, stamp, data))
-                if self._writer is not None and time.monotonic() - self._last_flush >= self._flush_interval_s:
-                    self._guarded(self._flush)
+                self._flush_when_due()
 
         return on_message
 

@@ -111,6 +111,25 @@ def _dataset_seconds(dataset) -> float:
     return info["total_frames"] / info["fps"]
 
 
+def _record_then_kill(teleoperation, bag, ros_env, seconds: float, *record_args) -> int:
+    """`record` into ``bag`` while teleoperating for ``seconds``, then SIGKILL it; the kill time (ns, system clock,
+    the clock the recorder stamps with)."""
+    known = teleoperation.readers()
+    recorder = _start_record(bag, ros_env, *record_args)
+    try:
+        teleoperation.wait_for(recorder, known)
+        teleoperation.publish_for(seconds, recorder)
+        assert recorder.poll() is None, recorder.communicate()[0][-2000:]
+        killed_ns = time.time_ns()
+        recorder.send_signal(signal.SIGKILL)
+        recorder.wait(timeout=10)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait(timeout=10)
+    return killed_ns
+
+
 @pytest.mark.slow
 def test_record_killed_at_three_moments_keeps_all_but_its_last_flush(tmp_path, ros_env, teleoperation, capsys):
     """SIGKILL 2.5, 5.0 and 7.9 s into an 8 s episode; fit_normalizer and export recover each bag."""
@@ -119,19 +138,7 @@ def test_record_killed_at_three_moments_keeps_all_but_its_last_flush(tmp_path, r
     lost = {}
     for kill_at in (2.5, 5.0, 7.9):
         bag = tmp_path / f"killed_at_{kill_at}"
-        known = teleoperation.readers()
-        recorder = _start_record(bag, ros_env)
-        try:
-            teleoperation.wait_for(recorder, known)
-            teleoperation.publish_for(kill_at, recorder)
-            assert recorder.poll() is None, recorder.communicate()[0][-2000:]
-            killed_ns = time.time_ns()  # the recorder stamps with the same (system) clock
-            recorder.send_signal(signal.SIGKILL)
-            recorder.wait(timeout=10)
-        finally:
-            if recorder.poll() is None:
-                recorder.kill()
-                recorder.wait(timeout=10)
+        killed_ns = _record_then_kill(teleoperation, bag, ros_env, kill_at)
         assert not (bag / "metadata.yaml").exists() and bag_recovery.is_unfinished_bag(bag)
 
         stats = tmp_path / f"stats_{kill_at}.json"
@@ -164,18 +171,7 @@ def test_record_killed_at_three_moments_keeps_all_but_its_last_flush(tmp_path, r
 
 def test_record_sqlite3_killed_keeps_what_it_committed(tmp_path, ros_env, teleoperation, capsys):
     bag = tmp_path / "sqlite_bag"
-    known = teleoperation.readers()
-    recorder = _start_record(bag, ros_env, "--storage", "sqlite3")
-    try:
-        teleoperation.wait_for(recorder, known)
-        teleoperation.publish_for(3.0, recorder)
-        killed_ns = time.time_ns()
-        recorder.send_signal(signal.SIGKILL)
-        recorder.wait(timeout=10)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.wait(timeout=10)
+    killed_ns = _record_then_kill(teleoperation, bag, ros_env, 3.0, "--storage", "sqlite3")
     assert bag_recovery.is_unfinished_bag(bag)
     assert fit_cli.main(["--bags", str(bag), "--out", str(tmp_path / "stats.json")]) == 0
     assert f"recovered crashed recording {bag}" in capsys.readouterr().out
