@@ -38,10 +38,16 @@ def harness():
 
 
 def _chunk_times(harness, after: float) -> list:
-    """(receive time, age of its observation at receipt) of each chunk received after ``after``."""
+    """(when the policy made it, the age of its observation then) of each chunk made after ``after``.
+
+    Made: its start_time, which the policy node sets to its clock at publishing (start_time_offset_s 0);
+    the harness's receive time would also count this loaded machine's delivery delays."""
+    def seconds(stamp):
+        return stamp.sec + stamp.nanosec * 1e-9
+
     with harness.lock:
-        chunks = [(t, msg) for t, msg in harness.chunks if t > after]
-    return [(t, t - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) for t, msg in chunks]
+        made = [(seconds(msg.start_time), seconds(msg.header.stamp)) for _, msg in harness.chunks]
+    return [(t, t - observed) for t, observed in made if t > after]
 
 
 def _running_system(stack, harness, ros_env, tmp_path, checkpoint):
