@@ -22,6 +22,7 @@ import yaml
 
 from oft_policy import calibration, names
 from oft_policy.normalization import STATS_FILENAME
+from oft_policy.runtime.chunks import start_lead_limit
 
 PACKAGE = "oft_bringup"
 DEFAULT_CALIBRATION = calibration.DEFAULT_CALIBRATION.name
@@ -128,6 +129,17 @@ def parse_float(name: str, text: str) -> float:
         raise ArgumentError(f"{name}:={text} is not a number") from None
 
 
+def parse_delay(values: Mapping[str, str]) -> int:
+    text = values["inference_delay_steps"]
+    try:
+        delay = int(text)
+    except ValueError:
+        raise ArgumentError(f"inference_delay_steps:={text} is not a whole number") from None
+    if delay < 0:
+        raise ArgumentError(f"inference_delay_steps:={text} is negative")
+    return delay
+
+
 def checked_pattern(pattern: str) -> str:
     try:
         names.camera_topic(names.CAMERA_NAMES[0], pattern)
@@ -140,6 +152,11 @@ def checked_pattern(pattern: str) -> str:
 
 CHECKPOINT_ARGUMENT = Argument("checkpoint", None, "checkpoint directory (weights, config, normalization stats)")
 CONTROL_RATE_ARGUMENT = Argument("control_rate", "50.0", "executor control rate in Hz")
+INFERENCE_DELAY_ARGUMENT = Argument(
+    "inference_delay_steps", "0",
+    "policy latency in control ticks: chunks are timed from their observation and run from this many ticks "
+    "after it (0: from when each is ready)",
+)
 CAMERA_PATTERN_ARGUMENT = Argument(
     "camera_topic_pattern", names.CAMERA_TOPIC_PATTERN, "image topic of each camera; {camera} is its name"
 )
@@ -151,6 +168,7 @@ def _aloha_oft_arguments() -> Tuple[Argument, ...]:
         Argument("instruction", "", "task instruction (the policy node refuses to configure without one)"),
         Argument("device", "cuda", "torch device of the policy: cuda, cuda:1, cpu"),
         CONTROL_RATE_ARGUMENT,
+        INFERENCE_DELAY_ARGUMENT,
         Argument("calibration", DEFAULT_CALIBRATION, "gripper calibration preset of the rig: aloha2 or aloha1"),
         CAMERA_PATTERN_ARGUMENT,
         Argument("use_sim", "false", "true: MuJoCo simulator and sim time instead of the robot"),
@@ -181,6 +199,16 @@ def _rig(values: Mapping[str, str]) -> dict:
     return {"calibration": values["calibration"], "use_sim_time": parse_bool("use_sim", values["use_sim"])}
 
 
+def _start_lead(values: Mapping[str, str]) -> dict:
+    """With an inference delay, chunks reach the executor before their start: let them (else the YAML's limit)."""
+    delay, rate = parse_delay(values), parse_float("control_rate", values["control_rate"])
+    if not delay:
+        return {}
+    if rate <= 0:
+        raise ArgumentError(f"control_rate:={values['control_rate']} must be positive")
+    return {"max_future_s": start_lead_limit(delay, 1.0 / rate)}
+
+
 def _executor(values: Mapping[str, str]) -> NodeSpec:
     return NodeSpec(
         "oft_policy", "executor_node", "executor_node", "oft_policy.nodes.executor_node",
@@ -189,6 +217,7 @@ def _executor(values: Mapping[str, str]) -> NodeSpec:
             "control_rate_hz": parse_float("control_rate", values["control_rate"]),
             "stats_path": os.path.join(values["checkpoint"], STATS_FILENAME),
             **_rig(values),
+            **_start_lead(values),
         },
         when=("run_executor",),
     )
@@ -202,6 +231,7 @@ def _policy(values: Mapping[str, str]) -> NodeSpec:
             "checkpoint_path": values["checkpoint"],
             "instruction": values["instruction"],
             "device": values["device"],
+            "inference_delay_steps": parse_delay(values),
             "camera_topic_pattern": checked_pattern(values["camera_topic_pattern"]),
             **_rig(values),
         },
@@ -231,6 +261,7 @@ def sim_oft() -> System:
             Argument("task", "transfer_cube", "transfer_cube or insertion"),
             Argument("device", "cpu", "torch device of the policy"),
             CONTROL_RATE_ARGUMENT,
+            INFERENCE_DELAY_ARGUMENT,
         ),
         base="aloha_oft", fixed={"use_sim": "true"},
     )

@@ -270,10 +270,13 @@ class OFTPolicy:
             self._prompt_cache = {instruction: (ids.to(self.device), mask.to(self.device))}
         return self._prompt_cache[instruction]
 
-    def predict(self, images: Mapping[str, np.ndarray], instruction: str, proprio: np.ndarray) -> np.ndarray:
+    def predict(self, images: Mapping[str, np.ndarray], instruction: str, proprio: np.ndarray,
+                timings: Optional[dict] = None) -> np.ndarray:
         """images: camera name -> uint8 HxWx3 (any size); proprio: [action_dim] in robot units.
 
         Returns float32 [chunk_size, action_dim] in robot units. Deterministic (eval mode, no sampling).
+        `timings`, if given, receives `preprocess` and `forward` (ms; the forward pass includes the copy
+        of its result to the host, which waits for an accelerator to finish).
         """
         from oft_policy.model.preprocess import preprocess_images
 
@@ -285,15 +288,20 @@ class OFTPolicy:
             raise ValueError(f"proprio must be {self.spec.action_dim} finite values, got shape {proprio.shape}")
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError("instruction must be a non-empty string")
+        started = time.perf_counter()
         pixel_values = preprocess_images(
             [images[name] for name in self.spec.camera_names], self.config.image_size,
             self.config.center_crop_scale, train=False,
         )[None].to(self.device)
         input_ids, attention_mask = self._prompt(instruction)
         normalized = torch.from_numpy(self.stats.normalize_proprio(proprio))[None].to(self.device)
+        prepared = time.perf_counter()
         with torch.inference_mode():
-            actions = self._forward(pixel_values, input_ids, attention_mask, normalized)
-        return self.stats.denormalize_action(actions[0].float().cpu().numpy())
+            actions = self._forward(pixel_values, input_ids, attention_mask, normalized)[0].float().cpu().numpy()
+        if timings is not None:
+            timings["preprocess"] = (prepared - started) * 1e3
+            timings["forward"] = (time.perf_counter() - prepared) * 1e3
+        return self.stats.denormalize_action(actions)
 
     def warm_up(self, instruction: str) -> float:
         """One prediction on black images at the mean proprio, so that the first real chunk does not

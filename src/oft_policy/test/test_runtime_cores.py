@@ -21,7 +21,9 @@ from oft_policy.runtime import (
     RollingStats,
     SafetyFilter,
     TickMonitor,
+    chunk_start,
     drift_scale_from_stats,
+    start_lead_limit,
     watched_joint_mask,
 )
 
@@ -310,7 +312,6 @@ def test_executor_reports_a_chunk_that_expired_unexecuted():
     measure(core, 0.0)
     assert core.tick(9.96).state == ExecutorState.IDLE and core.reason == "no chunk received yet"
     core.submit_chunk(chunk(np.full((5, D), 0.01), seq=1, start=10.0), now_s=9.97)
-    assert core.tick(9.98).command is None and "queued" in core.reason
     late = core.tick(10.2)  # rows due 10.00-10.08: all overdue
     assert late.command is None and late.expired_now and late.state == ExecutorState.IDLE
     assert core.expired_chunks == 1 and "chunk 1 expired unexecuted" in core.reason and len(core.queue) == 0
@@ -363,3 +364,47 @@ def test_start_outside_limits_walks_back_at_the_step_limit_without_a_jump():
     command = safety.apply(limits.lower + 0.1, previous)
     assert np.all(np.abs(command - previous) <= safety.max_step + 1e-12)
     assert np.all(command > previous)
+
+
+# ---- inference delay ----------------------------------------------------------------
+def test_chunk_start_without_delay_runs_from_when_the_chunk_is_ready():
+    rows = ramp(5)
+    kept, start = chunk_start(rows, stamp_s=10.0, ready_s=10.013, period_s=PERIOD)
+    assert kept is rows and start == pytest.approx(10.013)
+    assert chunk_start(rows, 10.0, 9.9, PERIOD)[1] == 10.0  # never before its observation
+
+
+def test_chunk_start_with_delay_cuts_the_rows_overdue_when_it_can_run():
+    rows = ramp(10)
+    kept, start = chunk_start(rows, stamp_s=10.0, ready_s=10.0, period_s=PERIOD, inference_delay_steps=1)
+    assert np.array_equal(kept, rows) and start == pytest.approx(10.02)  # row k due k + 1 ticks after it
+    kept, start = chunk_start(rows, 10.0, 10.0, PERIOD, inference_delay_steps=4)
+    assert np.array_equal(kept, rows[3:]) and start == pytest.approx(10.08)  # rows 0..2 were due during inference
+    with pytest.raises(ValueError, match="leaves nothing"):
+        chunk_start(rows, 10.0, 10.0, PERIOD, inference_delay_steps=11)
+    with pytest.raises(ValueError, match=">= 0"):
+        chunk_start(rows, 10.0, 10.0, PERIOD, inference_delay_steps=-1)
+    assert start_lead_limit(0, PERIOD) == 0.2 and start_lead_limit(16, PERIOD) == pytest.approx(0.34)
+
+
+def test_executor_runs_the_held_actions_through_the_inference_delay_then_the_new_chunk():
+    """Observation at t = 10.0; inference takes 4 ticks. The arm runs the previous chunk at
+    t+1..t+3 and the new chunk's row 3 (the one planned for t+4) at t+4."""
+    core = ExecutorCore(
+        ALOHA_JOINT_NAMES, SafetyFilter(LIMITS, PERIOD), ChunkValidator(ALOHA_JOINT_NAMES, LIMITS, max_future_s=start_lead_limit(4, PERIOD)),
+        ActionQueue(PERIOD), ActionDriftMonitor(LIMITS.span),
+    )
+    measure(core, 0.0)
+    first = chunk(np.full((10, D), 0.01), seq=0, stamp=9.9, start=9.98)
+    core.submit_chunk(first, now_s=9.9)
+    held = [core.tick(9.9 + k * PERIOD) for k in range(4)]  # 9.90..9.96: not due yet
+    assert all(np.allclose(t.command, 0.0) and t.state == ExecutorState.RUNNING for t in held)  # the measured pose
+    old = 0.001 * np.arange(20)[:, None] * np.ones(D)  # small steps: the speed limit never binds
+    core.submit_chunk(chunk(old, seq=1, stamp=9.98, start=10.0), now_s=9.98)
+    assert np.allclose(core.tick(10.0).command, 0.0)  # the old chunk's row 0
+    new = 0.02 + 0.001 * np.arange(10)[:, None] * np.ones(D)
+    kept, start = chunk_start(new, 10.0, 10.0, PERIOD, inference_delay_steps=4)
+    core.submit_chunk(chunk(kept, seq=2, stamp=10.0, start=start), now_s=10.0)
+    sent = [core.tick(10.0 + k * PERIOD).command[0] for k in range(1, 6)]
+    assert np.allclose(sent[:3], 0.001 * np.array([1, 2, 3]))  # the old chunk's rows for t+1..t+3
+    assert sent[3] == pytest.approx(0.023) and sent[4] == pytest.approx(0.024)  # then the new chunk from its row 3

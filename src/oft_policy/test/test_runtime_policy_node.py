@@ -110,6 +110,11 @@ def test_publishes_fresh_chunks_only_while_active(ros_env, harness, tmp_path, ch
         assert msg.model_id.startswith("oft-")
     assert executor.rejected_chunks == 0 and executor.last_sequence == sequences[-1]
     assert len(chunks) == count and float(values["inference_ms_p50"]) > 0
+    from oft_policy.nodes.policy_node import STAGES
+
+    stages = {stage: float(values[f"{stage}_ms_p50"]) for stage in STAGES}
+    assert all(value >= 0 for value in stages.values()), stages  # every stage measured (NaN fails)
+    assert stages["forward"] > 0 and stages["forward"] <= float(values["inference_ms_p99"]), stages
     assert status.message == "inactive"
 
 

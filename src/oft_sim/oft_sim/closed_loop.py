@@ -8,10 +8,13 @@ then let it run until the task succeeds or `max_steps` control steps pass.
 Strict lockstep (see `oft_sim.lockstep.ChunkCoverage`): the policy asks for a chunk
 once `execute_steps` actions of the current one have run, counting the queue itself, and
 the simulator holds sim time at exactly that step until the executor has accepted the
-new chunk. Inference takes one control tick of sim time (the policy's `start_time_offset_s`):
-row 0 of a chunk observed at step t runs at step t+1, as on a robot whose policy answers
-within a tick. So every chunk is computed from the same sim state whatever the machine's
-speed, and a rerun gives the same episodes. `--realtime` paces to the wall clock instead.
+new chunk. Inference takes `inference_delay_steps` D control ticks of sim time (the policy
+node's parameter of that name, default 1): the rows of a chunk observed at step t are
+timed from t (row k due at t+k+1), the executor runs the actions it already holds until
+t+D, and the chunk takes over from t+D, its rows overdue by then cut. D = 1 is a policy
+that answers within a tick; a 7B policy at 50 Hz is about D = 16. So every chunk is
+computed from the same sim state whatever the machine's speed, and a rerun gives the same
+episodes. `--realtime` paces to the wall clock instead.
 """
 
 from __future__ import annotations
@@ -26,14 +29,18 @@ import numpy as np
 
 from oft_policy import names
 from oft_policy.checkpoint import read_config
-from oft_policy.nodes.conversions import time_to_nanoseconds
+from oft_policy.nodes.conversions import chunk_from_msg, time_to_nanoseconds
 from oft_policy.normalization import STATS_FILENAME
-from oft_sim.evaluation import DriftTrace, EpisodeOutcome, ImageToCommandLatency
+from oft_sim.evaluation import ChunkSeams, DriftTrace, EpisodeOutcome, ImageToCommandLatency
 from oft_policy.processes import NodeProcess, node_command, ros_args
+from oft_policy.runtime.action_queue import CHUNK_POLICIES
+from oft_policy.runtime.chunks import start_lead_limit
 from oft_sim.simulator import CONTROL_PERIOD_S
 
 CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
 CONFIRM_TIMEOUT_S = 5.0  # wall seconds the policy waits for the executor to confirm a chunk before a retry
+LOCKSTEP_INFERENCE_DELAY_STEPS = 1  # a policy that answers within one control tick
+DEFAULT_BLEND_WEIGHT = 0.7  # LeRobot's async inference: 0.3 old, 0.7 new
 DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
 DEFAULT_IMAGE_SIZE = (96, 128)  # (height, width) for checkpoints that do not say what they were trained on
 POLICY_NODE = "policy_node"
@@ -71,6 +78,27 @@ def add_execute_steps_argument(parser) -> None:
     parser.add_argument("--chunk-size", action=Renamed, help=argparse.SUPPRESS)
 
 
+def add_chunk_timing_arguments(parser) -> None:
+    """How chunks meet in the closed loop: `--execute-steps`, `--inference-delay-steps`, `--chunk-policy`,
+    `--blend-weight` (evaluate and sim_demo)."""
+    add_execute_steps_argument(parser)
+    parser.add_argument("--inference-delay-steps", type=int,
+                        help="control ticks of sim time a chunk's inference takes under strict lockstep (default "
+                             f"{LOCKSTEP_INFERENCE_DELAY_STEPS}); the arm runs the actions it holds meanwhile")
+    parser.add_argument("--chunk-policy", choices=CHUNK_POLICIES, default="replace",
+                        help="how the executor merges a new chunk with the actions it holds: replace them, or blend "
+                             "the overlapping steps (default replace)")
+    parser.add_argument("--blend-weight", type=float, default=DEFAULT_BLEND_WEIGHT,
+                        help=f"--chunk-policy blend: weight of the new chunk (default {DEFAULT_BLEND_WEIGHT}, as LeRobot's "
+                             "async inference)")
+
+
+def chunk_timing_settings(args) -> dict:
+    """The LoopSettings fields of add_chunk_timing_arguments' flags."""
+    return {"execute_steps": args.execute_steps, "inference_delay_steps": args.inference_delay_steps,
+            "chunk_policy": args.chunk_policy, "blend_weight": args.blend_weight}
+
+
 def executed_per_chunk(checkpoint, requested: Optional[int] = None) -> int:
     """Actions of each chunk run before the next one replaces it: as asked, else half the chunk."""
     chunk_size = checkpoint_chunk_size(checkpoint)
@@ -88,6 +116,9 @@ class LoopSettings:
     image_size: Tuple[int, int] = (96, 128)
     max_steps: int = 400
     execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested (None: half)
+    inference_delay_steps: Optional[int] = None  # None: LOCKSTEP_INFERENCE_DELAY_STEPS, or the real latency (realtime)
+    chunk_policy: str = "replace"
+    blend_weight: float = DEFAULT_BLEND_WEIGHT
     realtime: bool = False
     torch_threads: int = 1
     drift_critical_threshold: Optional[float] = None  # None: the executor's default
@@ -102,11 +133,19 @@ class LoopRecord:
     latency: ImageToCommandLatency = field(default_factory=ImageToCommandLatency)
     # Per episode: DriftReport stamps (executor ticks, sim time) and arrival of left-arm commands (wall).
     tick_stamps_s: List[List[float]] = field(default_factory=list)
+    chunks: List[list] = field(default_factory=list)  # per episode, every chunk of it (oft_policy Chunk)
     command_wall_s: List[List[float]] = field(default_factory=list)
     drift: List[DriftTrace] = field(default_factory=list)
     # The recorded episode: per stamp (ns) each camera's frame, and the simulator's (step, reward).
     frames: Dict[int, Dict[str, np.ndarray]] = field(default_factory=dict)
     frame_labels: Dict[int, Tuple[int, float]] = field(default_factory=dict)
+
+    def seams(self, joint_names, policy: str, blend_weight: float) -> dict:
+        """ChunkSeams over every episode: the executor's queue replayed up to each episode's last tick."""
+        meter = ChunkSeams(joint_names, CONTROL_PERIOD_S, policy, blend_weight)
+        for chunks, ticks in zip(self.chunks, self.tick_stamps_s):
+            meter.add_episode(chunks, max(ticks) if ticks else None)
+        return meter.summary()
 
     def period_errors_ms(self, realtime: bool) -> List[float]:
         """Executor tick period error: wall-clock command spacing in realtime mode, else the
@@ -199,14 +238,27 @@ class ClosedLoop:
             # Request the next chunk once `execute_steps` actions of the current one have run.
             "queue_low_threshold": checkpoint_chunk_size(s.checkpoint) - execute_steps + 1,
         }
+        delay = self.inference_delay_steps()
+        if delay:
+            policy_params["inference_delay_steps"] = delay
         if not s.realtime:
-            policy_params["start_time_offset_s"] = CONTROL_PERIOD_S  # inference takes one tick of sim time
             # A retry is computed from whatever step the simulator is at, so only a chunk that is really
             # lost (discovery at an episode's start, while the simulator holds) may be asked for again;
             # a confirmation merely delayed by a loaded machine must not trigger one.
             policy_params["executor_confirm_timeout_s"] = CONFIRM_TIMEOUT_S
         self._policy_proc = self._start("policy_node", "oft_policy", "oft_policy.nodes.policy_node", policy_params)
         self._lifecycle("configure", timeout_s=300.0)
+
+    def inference_delay_steps(self) -> int:
+        """Control ticks between an observation and its chunk's first executable row (0: when it is ready)."""
+        s = self.settings
+        delay = s.inference_delay_steps
+        if delay is None:
+            return 0 if s.realtime else LOCKSTEP_INFERENCE_DELAY_STEPS
+        chunk_size = checkpoint_chunk_size(s.checkpoint)
+        if not (0 if s.realtime else 1) <= delay <= chunk_size:
+            raise ValueError(f"--inference-delay-steps {delay} must be between 1 and the checkpoint's chunk size {chunk_size}")
+        return delay
 
     def _start(self, name: str, package: str, module: str, params: dict) -> NodeProcess:
         argv = node_command(package, name, module) + ros_args(params)
@@ -254,6 +306,7 @@ class ClosedLoop:
         self.record.latency.clear_pending()
         latency_before = len(self.record.latency.samples_ms)
         self.record.tick_stamps_s.append([])
+        self.record.chunks.append([])
         self.record.command_wall_s.append([])
         executor_params = {
             "backend": "interbotix",
@@ -261,6 +314,10 @@ class ClosedLoop:
             "stats_path": str(Path(s.checkpoint).resolve() / STATS_FILENAME),
             # Lockstep: the simulator's steps drive the ticks, each with that step's joint states.
             "tick_on_joint_states": not s.realtime,
+            "chunk_policy": s.chunk_policy,
+            "blend_weight": float(s.blend_weight),
+            # A chunk arrives D ticks of sim time early under lockstep: its start may lie that far ahead.
+            "max_future_s": start_lead_limit(self.inference_delay_steps(), CONTROL_PERIOD_S),
         }
         if s.drift_critical_threshold is not None:
             executor_params["drift_critical_threshold"] = float(s.drift_critical_threshold)
@@ -317,6 +374,8 @@ class ClosedLoop:
         if self._episode_start_ns is None or stamp_ns < self._episode_start_ns:
             return  # computed in the previous episode, delivered late
         self._chunks += 1
+        if self.record.chunks:
+            self.record.chunks[-1].append(chunk_from_msg(msg))
         if self._first_chunk_step is None or stamp_ns == self._episode_start_ns:
             # Computed from the image taken at the reset, which waited while the executor and the
             # policy started (a retry of it too): start-up time, not control latency.

@@ -33,7 +33,7 @@ from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, arm_command
 from oft_sim import interface
 from oft_policy.processes import NodeProcess, node_command, ros_args
 from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
-from oft_sim.simulator import AlohaSim
+from oft_sim.simulator import TASKS, AlohaSim
 
 SUMMARY_FILENAME = "demos.json"
 
@@ -46,6 +46,25 @@ class DemoEpisode:
     steps: int
     bag: Optional[str] = None  # kept bag directory name, None when discarded
     message_counts: Dict[str, int] = field(default_factory=dict)
+
+
+def spread_seeds(task: str, count: int, pool: Sequence[int]) -> List[int]:
+    """`count` seeds of `pool` whose object positions spread evenly over the task's sampling
+    region (farthest-point selection), so that demonstrations reach its edges as well as its
+    middle; a random draw of the same size leaves gaps there."""
+    pool = [int(seed) for seed in pool]
+    if not 1 <= count <= len(pool):
+        raise ValueError(f"cannot pick {count} seeds from a pool of {len(pool)}")
+    sampler = TASKS[task].sample_object_qpos
+    positions = np.stack([np.asarray(sampler(seed)).reshape(-1, 7)[:, :3].ravel() for seed in pool])
+    scale = np.ptp(positions, axis=0)
+    positions = (positions - positions.min(axis=0)) / np.where(scale > 0, scale, 1.0)
+    chosen = [int(np.argmin(np.linalg.norm(positions - positions.mean(axis=0), axis=1)))]
+    distance = np.linalg.norm(positions - positions[chosen[0]], axis=1)
+    while len(chosen) < count:
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(positions - positions[chosen[-1]], axis=1))
+    return sorted(pool[i] for i in chosen)
 
 
 def plan_episode(planner: AlohaSim, seed: int, steps: int) -> np.ndarray:
@@ -170,6 +189,7 @@ def record_scripted_demos(
     task: str = "transfer_cube",
     episodes: int = 10,
     first_seed: int = 0,
+    seeds: Optional[Sequence[int]] = None,
     image_size: Tuple[int, int] = (96, 128),
     cameras: Sequence[str] = names.CAMERA_NAMES,
     storage: str = "mcap",
@@ -177,12 +197,13 @@ def record_scripted_demos(
     log: Callable[[str], None] = print,
     calibration: Calibration = DEFAULT_CALIBRATION,
 ) -> List[DemoEpisode]:
-    """Run `episodes` scripted episodes (seeds first_seed..) through the aloha_sim node and
-    keep one bag per successful episode under out_dir. Returns every attempt."""
+    """Run `episodes` scripted episodes (seeds first_seed.., or the given `seeds`) through the
+    aloha_sim node and keep one bag per successful episode under out_dir. Returns every attempt."""
     out_dir = Path(out_dir)
     if task != "transfer_cube":
         raise ValueError(f"scripted demonstrations exist for transfer_cube only, not {task!r}")
-    if episodes < 1:
+    seeds = list(range(first_seed, first_seed + episodes)) if seeds is None else [int(s) for s in seeds]
+    if not seeds:
         raise ValueError("episodes must be at least 1")
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists already; not overwriting")
@@ -210,8 +231,8 @@ def record_scripted_demos(
         driver = _Teleoperation(cameras, storage, calibration)
         driver.sim.wait_until_ready(timeout_s=60.0)
         driver.set_up_followers()
-        driver.wait_for_sim_clock(first_seed)
-        for seed in range(first_seed, first_seed + episodes):
+        driver.wait_for_sim_clock(seeds[0])
+        for seed in seeds:
             trajectory = plan_episode(planner, seed, steps)
             bag = staging / f"seed_{seed:06d}"
             started = time.monotonic()

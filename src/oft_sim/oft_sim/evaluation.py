@@ -62,6 +62,51 @@ class ImageToCommandLatency:
         self.last_command_wall = wall_s
 
 
+class ChunkSeams:
+    """How smoothly consecutive chunks join, as the executor's queue runs them.
+
+    Each episode's chunks are replayed through the executor's own `ActionQueue` (same merge
+    policy) on the control-tick grid, from the first chunk's start to the episode's last
+    tick: the action each tick takes, and which chunk it came from. A seam is a tick whose
+    action comes from a newer chunk than the tick before; its jump is the largest change of
+    any arm joint (milliradians; grippers left out) across it. The same change between ticks of
+    one chunk is a within-chunk step. Under strict lockstep the grid is exactly the ticks the
+    executor ran; the safety filter's speed limit comes after this and is not counted.
+    """
+
+    def __init__(self, joint_names: Sequence[str], period_s: float, policy: str = "replace", blend_weight: float = 0.5):
+        self.arm_columns = [i for i, name in enumerate(joint_names) if not name.endswith("gripper")]
+        self.period_s = period_s
+        self.policy, self.blend_weight = policy, blend_weight
+        self.seam_jumps: List[float] = []
+        self.within_steps: List[float] = []
+
+    def add_episode(self, chunks: Sequence, last_tick_s: Optional[float] = None) -> None:
+        from oft_policy.runtime.action_queue import ActionQueue
+
+        chunks = sorted(chunks, key=lambda chunk: chunk.sequence)
+        if not chunks:
+            return
+        queue = ActionQueue(self.period_s, self.policy, self.blend_weight)
+        end = last_tick_s if last_tick_s is not None else max(float(c.due_times()[-1]) for c in chunks)
+        pending, previous = list(chunks), None
+        for k in range(int(np.floor((end - chunks[0].start_time_s) / self.period_s + 1e-6)) + 1):
+            tick = chunks[0].start_time_s + k * self.period_s
+            while pending and pending[0].stamp_s < tick - 0.5 * self.period_s:  # accepted before this tick
+                queue.insert(pending.pop(0))
+            item = queue.pop_due(tick)
+            if item is not None and previous is not None:
+                change = 1e3 * float(np.max(np.abs(item.action[self.arm_columns] - previous.action[self.arm_columns])))
+                (self.seam_jumps if item.sequence != previous.sequence else self.within_steps).append(change)
+            previous = item
+
+    def summary(self) -> dict:
+        seam, step = percentiles(self.seam_jumps, ("p50", "p99")), percentiles(self.within_steps, ("p50", "p99"))
+        ratio = None if not seam["p99"] or not step["p99"] else round(seam["p99"] / step["p99"], 2)
+        return {"seams": len(self.seam_jumps), "seam_jump_mrad": seam, "within_chunk_step_mrad": step,
+                "seam_p99_over_step_p99": ratio}
+
+
 @dataclass
 class EpisodeOutcome:
     seed: int

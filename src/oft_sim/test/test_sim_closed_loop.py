@@ -109,3 +109,33 @@ def test_strict_lockstep_reruns_the_same_episode_exactly(checkpoint, tmp_path):
     assert moved, "the arms never moved: the comparison would prove nothing"
     differing = [step for step in common if not np.array_equal(frames_a[step], frames_b[step])]
     assert not differing, f"the rerun differs from step {differing[0]} on"
+
+
+def test_inference_delay_keeps_the_arm_on_its_held_actions_until_the_chunk_may_run(checkpoint, tmp_path):
+    """Four ticks of inference delay through the real nodes: each chunk is timed from its observation,
+    starts four ticks after it with its three overdue rows cut, and the executor accepts every one."""
+    path, _ = checkpoint
+    settings = LoopSettings(
+        checkpoint=path, image_size=(48, 64), max_steps=40, execute_steps=7, inference_delay_steps=4,
+        log_dir=tmp_path / "logs", episode_timeout_s=120.0,
+    )
+    loop = ClosedLoop(settings)
+    from oft_msgs.msg import ExecutorStatus
+
+    from oft_policy.qos import STATUS_QOS
+
+    statuses = []
+    loop.node.create_subscription(ExecutorStatus, names.EXECUTOR_STATUS_TOPIC, statuses.append, STATUS_QOS)
+    try:
+        loop.start()
+        outcome = loop.run_episode(seed=1002)
+        loop.spin(0.5)
+    finally:
+        loop.close()
+    chunks = loop.record.chunks[-1]
+    assert outcome.chunks >= 4 and len(chunks) == outcome.chunks, outcome
+    assert all(c.chunk_size == 10 - 3 for c in chunks)
+    assert all(abs(c.start_time_s - (c.stamp_s + 4 * 0.02)) < 1e-6 for c in chunks)
+    assert statuses and max(s.rejected_chunks for s in statuses) == 0, statuses[-1].reason
+    seams = loop.record.seams(names.ALOHA_JOINT_NAMES, "replace", 0.5)
+    assert seams["seams"] >= 3 and seams["within_chunk_step_mrad"]["p99"] is not None

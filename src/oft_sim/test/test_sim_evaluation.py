@@ -6,7 +6,9 @@ import av
 import numpy as np
 import pytest
 
+from oft_policy import names
 from oft_sim.evaluation import (
+    ChunkSeams,
     DriftTrace,
     EpisodeOutcome,
     ImageToCommandLatency,
@@ -85,3 +87,27 @@ def test_executor_period_error_is_measured_within_episodes_only():
     assert len(errors) == 4 and max(errors) == pytest.approx(20.0) and sorted(errors)[:3] == pytest.approx([0, 0, 0])
     record.command_wall_s = [[5.0, 5.021]]
     assert record.period_errors_ms(realtime=True) == pytest.approx([1.0])
+
+
+def _ramp_chunk(sequence, stamp_s, offset, rows=10, step=0.002):
+    from oft_policy.runtime import Chunk
+
+    values = offset + step * np.arange(rows)[:, None] * np.ones(len(names.ALOHA_JOINT_NAMES))
+    return Chunk.from_rows(values, names.ALOHA_JOINT_NAMES, sequence, stamp_s, stamp_s + 0.02, 0.02)
+
+
+def test_chunk_seams_measure_the_jump_where_a_newer_chunk_takes_over():
+    """Two ramps of 2 mrad per tick; the second, observed 5 ticks later, starts 30 mrad above the
+    first's row at the same tick. Replace: one seam of 30 mrad; blend (0.7 new) shrinks the jump."""
+    first, second = _ramp_chunk(1, 10.0, 0.0), _ramp_chunk(2, 10.1, 0.040)
+    replace = ChunkSeams(names.ALOHA_JOINT_NAMES, 0.02, "replace")
+    replace.add_episode([second, first], last_tick_s=10.3)
+    summary = replace.summary()
+    assert summary["seams"] == 1
+    # first runs rows 0..4 (10.02..10.10); second's row 0 is due at 10.12, first's row 4 ran at 10.10 (8 mrad).
+    assert summary["seam_jump_mrad"]["p50"] == pytest.approx(40.0 - 8.0)
+    assert summary["within_chunk_step_mrad"]["p99"] == pytest.approx(2.0)
+    assert summary["seam_p99_over_step_p99"] == pytest.approx(16.0)
+    blend = ChunkSeams(names.ALOHA_JOINT_NAMES, 0.02, "blend", blend_weight=0.7)
+    blend.add_episode([first, second], last_tick_s=10.3)
+    assert blend.summary()["seam_jump_mrad"]["p50"] == pytest.approx(0.7 * 40.0 + 0.3 * 10.0 - 8.0)

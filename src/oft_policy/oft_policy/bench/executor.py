@@ -8,7 +8,9 @@ executor node (interbotix backend) and, under inference, the policy node;
 waits for warm-up, restarts the executor's statistics (its `~/reset_statistics`
 service), runs for `--duration` seconds and reads the executor's diagnostics:
 tick period p50/p99/max, missed ticks, and the latency from an observation's
-stamp (the oldest camera frame) to the first command that used its chunk.
+stamp (the oldest camera frame) to the first command that used its chunk, with its
+stages (the policy node's receipt, wait, convert, preprocess, forward, publish; the
+executor's accept and first command: p50/p95/p99 each).
 
     bench_executor --duration 60 --json executor_bench.json
 """
@@ -224,6 +226,8 @@ def run_configuration(bench: BenchNode, mode: str, rate: float, args, checkpoint
         started = time.monotonic()
         time.sleep(args.duration)
         values = bench.diagnostics(diag_name, newer_than=started + args.duration, timeout=10.0)
+        if inference:
+            policy_values = bench.diagnostics(f"{policy_name}: policy", newer_than=started + args.duration, timeout=10.0)
     finally:
         bench.stop_feeding()
         for proc in reversed(procs):
@@ -236,7 +240,20 @@ def run_configuration(bench: BenchNode, mode: str, rate: float, args, checkpoint
     if inference:
         extra["image_to_command_ms"] = {key: float(values[f"obs_to_command_ms_{key}"]) for key in ("p50", "p95", "p99")}
         extra["image_to_command_samples"] = int(values["obs_to_command_samples"])
+        extra["stages_ms"] = stage_latencies(policy_values, values)
     return result, extra
+
+
+def stage_latencies(policy_values: dict, executor_values: dict) -> dict:
+    """p50/p95/p99 of each stage from camera stamp to first command: the policy node's stages, then the
+    executor's accept and first command (both from the observation stamp)."""
+    from oft_policy.nodes.policy_node import STAGES
+
+    stages = {stage: {key: float(policy_values[f"{stage}_ms_{key}"]) for key in ("p50", "p95", "p99")}
+              for stage in STAGES}
+    for stage, prefix in (("accept", "obs_to_accept"), ("first_command", "obs_to_command")):
+        stages[stage] = {key: float(executor_values[f"{prefix}_ms_{key}"]) for key in ("p50", "p95", "p99")}
+    return stages
 
 
 def main(argv=None) -> int:
@@ -260,6 +277,7 @@ def main(argv=None) -> int:
                     print(f"  {json.dumps(result)} {json.dumps(extra)}", flush=True)
                     if "image_to_command_ms" in extra and "image_to_command_ms" not in results:
                         results["image_to_command_ms"] = extra["image_to_command_ms"]  # the first (lowest) rate
+                        results["stages_ms"] = extra["stages_ms"]
         finally:
             bench.close()
     print(json.dumps(results, indent=2))

@@ -240,6 +240,7 @@ class ExecutorNode(Node):
         """Restart the tick-period, missed-tick and observation-to-command statistics (e.g. after warm-up)."""
         self.ticks.reset_statistics()
         self.core.obs_to_command_ms.clear()
+        self.core.obs_to_accept_ms.clear()
         response.success, response.message = True, "statistics restarted"
         return response
 
@@ -315,6 +316,7 @@ class ExecutorNode(Node):
         core = self.core
         tick = self.ticks.summary()
         latency = core.obs_to_command_ms.percentiles((50, 95, 99))
+        accept = core.obs_to_accept_ms.percentiles((50, 95, 99))
         level = {
             ExecutorState.HALTED: DiagnosticStatus.ERROR,
             ExecutorState.IDLE: DiagnosticStatus.WARN,
@@ -338,6 +340,7 @@ class ExecutorNode(Node):
             "obs_to_command_ms_p95": latency["p95"],
             "obs_to_command_ms_p99": latency["p99"],
             "obs_to_command_samples": len(core.obs_to_command_ms),
+            **{f"obs_to_accept_ms_{key}": value for key, value in accept.items()},
             "drift_trend": core.last_drift.trend if core.last_drift else 0.0,
             "driver_ready": self.backend.ready,
             "driver": self.backend.status(),

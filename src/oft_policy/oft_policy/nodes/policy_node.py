@@ -12,7 +12,9 @@ normalizes proprio with the checkpoint's stats itself (`OFTPolicy.predict`).
 The chunk is stamped with the observation time (the oldest camera frame used);
 its `start_time` is when it is ready (observation time + input age + inference
 latency, plus `start_time_offset_s`), so row 0 runs at the first tick after it
-arrives instead of being dropped as overdue.
+arrives instead of being dropped as overdue. With `inference_delay_steps` D the rows
+are timed from the observation instead (`oft_policy.runtime.chunks.chunk_start`): the
+chunk runs from D ticks after it, and the rows overdue by then are not sent.
 
 Sequence numbers start from the wall clock in microseconds at each activation,
 so a restarted policy node continues above its predecessor's numbers and the
@@ -53,11 +55,16 @@ from oft_policy.nodes.params import (
 )
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
-from oft_policy.runtime.chunks import Chunk
-from oft_policy.runtime.latency import RollingStats
+from oft_policy.runtime.chunks import Chunk, chunk_start
+from oft_policy.runtime.latency import RollingStats, StageLatency
 from oft_policy.runtime.policy_inputs import TRIGGER_MODES, ChunkTrigger, InputBuffer
 
 NODE_NAME = "policy_node"
+STAGES = ("receipt", "wait", "convert", "preprocess", "forward", "publish")
+"""The policy's latency stages, in /diagnostics as <stage>_ms_p50/p95/p99: camera stamp -> receipt of the
+frame (node clock), newest frame's receipt -> inference start, message -> RGB, preprocessing, forward pass,
+building and publishing the chunk (wall clock). The executor's diagnostics carry the next two: accept and
+first command."""
 HALTED = ExecutorStatus.HALTED
 
 POLICY_PARAMETERS = (
@@ -79,7 +86,8 @@ POLICY_PARAMETERS = (
     *CALIBRATION_PARAMETERS,
     ParamSpec("chunk_topic", names.ACTION_CHUNK_TOPIC, "oft_msgs/ActionChunk output topic."),
     ParamSpec("executor_status_topic", names.EXECUTOR_STATUS_TOPIC, "oft_msgs/ExecutorStatus input topic (queue depth, last accepted sequence)."),
-    ParamSpec("start_time_offset_s", 0.0, "Added to the chunk's start_time (e.g. the transport delay to a remote executor)."),
+    ParamSpec("start_time_offset_s", 0.0, "Added to the chunk's start_time (e.g. the transport delay to a remote executor); with inference_delay_steps 0 only."),
+    ParamSpec("inference_delay_steps", 0, "0: a chunk runs from when it is ready. D >= 1: its rows are timed from the observation (row k due k + 1 ticks after it) and it runs from D ticks after it, the rows overdue by then cut: the latency of the policy in control ticks (under strict lockstep, exactly the simulated inference delay)."),
     ParamSpec("check_rate_hz", 100.0, "Rate at which the node checks whether a chunk is wanted and the inputs are ready."),
     ParamSpec("diagnostics_rate_hz", 1.0, "/diagnostics publish rate."),
 )
@@ -94,6 +102,8 @@ class PolicyNode(LifecycleNode):
         self.inputs: Optional[InputBuffer] = None
         self.trigger: Optional[ChunkTrigger] = None
         self.inference_ms = RollingStats(1000)
+        self.stages = StageLatency(STAGES)
+        self._received_wall: dict = {}  # camera -> perf_counter() at the newest frame's arrival
         self.chunks_published = 0
         self.skipped = 0
         self.last_problem = "not configured"
@@ -133,6 +143,8 @@ class PolicyNode(LifecycleNode):
             raise ValueError("parameter instruction is empty")
         if p["trigger"] not in TRIGGER_MODES:
             raise ValueError(f"trigger must be one of {TRIGGER_MODES}, got {p['trigger']!r}")
+        if p["inference_delay_steps"] < 0:
+            raise ValueError(f"inference_delay_steps must be >= 0, got {p['inference_delay_steps']}")
         if p["torch_threads"] > 0:
             import torch
 
@@ -213,7 +225,10 @@ class PolicyNode(LifecycleNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_image(self, camera: str, msg) -> None:
-        self.inputs.put_image(camera, time_to_seconds(msg.header.stamp), msg)
+        stamp = time_to_seconds(msg.header.stamp)
+        self._received_wall[camera] = time.perf_counter()
+        self.stages.add("receipt", (self.now_s() - stamp) * 1e3)
+        self.inputs.put_image(camera, stamp, msg)
         if self._check_timer is not None:
             self._on_check()  # a fresh frame may complete the observation a wanted chunk waits for
 
@@ -242,20 +257,29 @@ class PolicyNode(LifecycleNode):
             self._skip("; ".join(problems))
             return
         payloads, proprio, stamp = self.inputs.observation()
+        started = time.perf_counter()
+        cameras = self.policy.spec.camera_names
         try:
-            images = {cam: self._to_rgb(payloads[cam]) for cam in self.policy.spec.camera_names}
+            images = {cam: self._to_rgb(payloads[cam]) for cam in cameras}
         except ImageConversionError as exc:
             self._skip(str(exc))
             return
-        started = time.perf_counter()
+        converted = time.perf_counter()
+        timings: dict = {}
         try:
-            rows = self.policy.predict(images, self.params["instruction"], proprio)
+            rows = self.policy.predict(images, self.params["instruction"], proprio, timings=timings)
         except ValueError as exc:  # inputs the model refuses (e.g. a camera frame it cannot use)
             self._skip(f"the policy refused the observation: {exc}")
             return
-        inference_ms = (time.perf_counter() - started) * 1e3
+        predicted = time.perf_counter()
+        inference_ms = (predicted - converted) * 1e3
         self.inference_ms.add(inference_ms)
         self._publish(rows, stamp, inference_ms)
+        newest_frame = max(self._received_wall.get(cam, started) for cam in cameras)
+        timings.update(wait=(started - newest_frame) * 1e3, convert=(converted - started) * 1e3,
+                       publish=(time.perf_counter() - predicted) * 1e3)
+        for stage, ms in timings.items():
+            self.stages.add(stage, max(0.0, ms))
 
     @staticmethod
     def _to_rgb(msg) -> np.ndarray:
@@ -274,7 +298,8 @@ class PolicyNode(LifecycleNode):
         spec = self.policy.spec
         self.sequence += 1
         ready = self.now_s() + self.params["start_time_offset_s"]
-        chunk = Chunk.from_rows(rows, spec.joint_names, self.sequence, stamp, max(stamp, ready),
+        rows, start = chunk_start(rows, stamp, ready, spec.control_period_s, self.params["inference_delay_steps"])
+        chunk = Chunk.from_rows(rows, spec.joint_names, self.sequence, stamp, start,
                                 spec.control_period_s, spec.model_id, inference_ms)
         msg = chunk_to_msg(chunk, ActionChunk)
         self.chunk_pub.publish(msg)
@@ -292,6 +317,7 @@ class PolicyNode(LifecycleNode):
             "inference_ms_p50": stats["p50"],
             "inference_ms_p99": stats["p99"],
             "sequence": self.sequence,
+            **{key: round(value, 3) for key, value in self.stages.summary().items()},
         }
         if self.inputs is not None:
             values.update({f"age_s_{name}": age for name, age in self.inputs.ages(now).items()})

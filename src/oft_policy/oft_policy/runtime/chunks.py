@@ -68,6 +68,33 @@ class Chunk:
         return self.start_time_s + self.period_s * np.arange(self.chunk_size)
 
 
+def chunk_start(rows: np.ndarray, stamp_s: float, ready_s: float, period_s: float,
+                inference_delay_steps: int = 0):
+    """When a chunk's row 0 is due, and which rows it keeps: (rows, start_time_s).
+
+    With ``inference_delay_steps`` 0 the rows run from when the chunk is ready (`ready_s`, no
+    earlier than its observation): row 0 at the first tick after it arrives. With D >= 1 the
+    rows are timed from the observation, row k due k + 1 periods after it, and the chunk may
+    run only D periods after it (its inference delay): the first D - 1 rows are overdue by
+    then and are cut, and what is left starts D periods after the observation.
+    """
+    rows = np.asarray(rows)
+    delay = int(inference_delay_steps)
+    if delay < 0:
+        raise ValueError(f"inference_delay_steps must be >= 0, got {inference_delay_steps}")
+    if delay == 0:
+        return rows, max(stamp_s, ready_s)
+    if delay > rows.shape[0]:
+        raise ValueError(f"an inference delay of {delay} steps leaves nothing of a {rows.shape[0]}-row chunk")
+    return rows[delay - 1:], stamp_s + delay * period_s
+
+
+def start_lead_limit(inference_delay_steps: int, period_s: float, floor_s: float = 0.2) -> float:
+    """The executor's `max_future_s` for a policy with this inference delay: a chunk timed from its
+    observation may arrive before its start by up to the delay (a whole delay in lockstep)."""
+    return max(floor_s, (int(inference_delay_steps) + 1) * period_s)
+
+
 @dataclass
 class ChunkValidator:
     """Refuses malformed, hostile or out-of-date chunks; remembers the last accepted sequence.

@@ -4,7 +4,8 @@ Per control tick it (1) checks drift of the arm against earlier commands and
 halts on CRITICAL, (2) takes the action due now from the queue, (3) passes it
 through the safety filter starting from the last command, and (4) reports its
 state. The first command ever sent (and the first after a resume) equals the
-measured position, so the arm never jumps. An empty queue holds the last
+measured position, so the arm never jumps; it is sent from the first tick after a
+chunk is queued, even if that chunk's first action is due later. An empty queue holds the last
 command; nothing is ever extrapolated. A chunk all of whose actions are overdue
 by the first tick after it arrived (it came late, or the ticks stalled for longer
 than it lasts) expires unexecuted: it is counted and, if nothing was ever
@@ -81,7 +82,8 @@ class ExecutorCore:
         self.blocked = ""  # why nothing may be sent (e.g. the robot is not set up); empty: free to run
         self._last_first_used_sequence = -1
         self._last_expired_sequence = -1
-        self.obs_to_command_ms = RollingStats(latency_window)
+        self.obs_to_command_ms = RollingStats(latency_window)  # observation stamp -> the chunk's first command
+        self.obs_to_accept_ms = RollingStats(latency_window)  # observation stamp -> the chunk accepted
 
     # ---- inputs ----------------------------------------------------------
     def set_measured(self, indices: Sequence[int], values: Sequence[float], now_s: Optional[float] = None) -> None:
@@ -118,6 +120,7 @@ class ExecutorCore:
             self.last_rejection = str(exc)
             raise
         self.accepted_chunks += 1
+        self.obs_to_accept_ms.add((now_s - chunk.stamp_s) * 1e3)
         if self.state != ExecutorState.HALTED and not self.blocked:
             self.queue.insert(chunk)
 
@@ -217,17 +220,17 @@ class ExecutorCore:
     def _idle_reason(self) -> str:
         if self.accepted_chunks == 0:
             return "no chunk received yet"
-        if len(self.queue):
-            return "chunk queued: waiting for its first action to be due"
         if self.expired_chunks:
             return f"{self.last_expiry}; waiting for a newer chunk"
         return "no chunk received yet"
 
     def _next_command(self, due) -> Optional[np.ndarray]:
         if self.last_command is None:
-            if due is None and self.state != ExecutorState.HOLDING:
+            if due is None and self.state != ExecutorState.HOLDING and not len(self.queue):
                 return None
-            # Exactly the measured position, even outside the limits: clamping it would be a jump.
+            # Exactly the measured position, even outside the limits: clamping it would be a jump. With a
+            # chunk queued whose first action is not due yet (it is timed from its observation), this holds
+            # the arm where it is until then.
             return self.measured.copy()
         target = due.action if due is not None else self.last_command
         return self.safety.apply(target, self.last_command)

@@ -38,6 +38,26 @@ class RollingStats:
         return max(self._samples) if self._samples else float("nan")
 
 
+class StageLatency:
+    """Latency per named stage of a pipeline (a RollingStats each), as flat diagnostics keys."""
+
+    def __init__(self, stages: Iterable[str], maxlen: int = 1000):
+        self.stages = {name: RollingStats(maxlen) for name in stages}
+
+    def add(self, stage: str, ms: float) -> None:
+        self.stages[stage].add(ms)
+
+    def clear(self) -> None:
+        for stats in self.stages.values():
+            stats.clear()
+
+    def summary(self, qs: Iterable[float] = (50, 95, 99)) -> Dict[str, float]:
+        """{'<stage>_ms_p50': ..., ...} for every stage, in stage order (NaN while a stage has no samples)."""
+        qs = list(qs)
+        return {f"{stage}_ms_{key}": value for stage, stats in self.stages.items()
+                for key, value in stats.percentiles(qs).items()}
+
+
 class TickMonitor:
     """Measures the interval between control ticks and counts missed ticks.
 

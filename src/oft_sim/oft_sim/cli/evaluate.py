@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from oft_sim.closed_loop import (
-    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, add_execute_steps_argument, checkpoint_chunk_size, executed_per_chunk,
+    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, add_chunk_timing_arguments, chunk_timing_settings, checkpoint_chunk_size, executed_per_chunk,
     render_size,
 )
 from oft_sim.evaluation import plot_drift, rollout_frames, summarize, write_json, write_video
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000: never used by scripted_demos' defaults)")
-    add_execute_steps_argument(parser)
+    add_chunk_timing_arguments(parser)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
@@ -62,7 +62,7 @@ def run(args, log=print) -> dict:
         instruction=args.instruction,
         image_size=(args.image_height, args.image_width),
         max_steps=args.max_steps,
-        execute_steps=args.execute_steps,
+        **chunk_timing_settings(args),
         realtime=args.realtime,
         torch_threads=args.torch_threads,
         drift_critical_threshold=args.drift_critical_threshold,
@@ -96,10 +96,14 @@ def run(args, log=print) -> dict:
             "checkpoint": str(args.checkpoint),
             "chunk_size": checkpoint_chunk_size(args.checkpoint),
             "executed_per_chunk": executed_per_chunk(args.checkpoint, args.execute_steps),
+            "inference_delay_steps": loop.inference_delay_steps(),
+            "chunk_policy": args.chunk_policy,
+            **({"blend_weight": args.blend_weight} if args.chunk_policy == "blend" else {}),
             "mode": "realtime" if args.realtime else "lockstep",
             "executor_period_clock": "wall" if args.realtime else "sim",
             "image_size": [args.image_height, args.image_width],
             "max_steps": args.max_steps,
+            "chunk_seams": record.seams(names.ALOHA_JOINT_NAMES, args.chunk_policy, args.blend_weight),
             "logs": str(log_dir),
         },
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from oft_policy import names
-from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos
+from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos, spread_seeds
 from oft_policy.processes import exit_on_sigterm
 from oft_sim.scripted_policy import EPISODE_STEPS
 
@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, required=True, help="episodes to attempt")
     parser.add_argument("--out", required=True, help="output directory (must not exist)")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first episode (default 0)")
+    parser.add_argument(
+        "--spread-over", type=int, metavar="N",
+        help="pick the episodes' seeds among first_seed..first_seed+N-1 so that the objects spread evenly "
+        "over the task's sampling region (default: consecutive seeds)",
+    )
     parser.add_argument("--image-height", type=int, default=96)
     parser.add_argument("--image-width", type=int, default=128)
     parser.add_argument("--cameras", nargs="+", default=list(names.CAMERA_NAMES))
@@ -38,11 +43,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     exit_on_sigterm()
     try:
+        seeds = None
+        if args.spread_over is not None:
+            seeds = spread_seeds(args.task, args.episodes, range(args.first_seed, args.first_seed + args.spread_over))
         results = record_scripted_demos(
             args.out,
             task=args.task,
             episodes=args.episodes,
             first_seed=args.first_seed,
+            seeds=seeds,
             image_size=(args.image_height, args.image_width),
             cameras=args.cameras,
             storage=args.storage,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from oft_sim.closed_loop import DEFAULT_INSTRUCTION
+from oft_sim.closed_loop import DEFAULT_INSTRUCTION, add_chunk_timing_arguments
 from oft_policy.processes import exit_on_sigterm, node_command
 
 
@@ -55,7 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demos", type=int, help="scripted demonstrations to record (default 10 quick, 50 full)")
     parser.add_argument("--train-steps", type=int, help="training steps (default 300 quick, the recipe's max_steps full)")
     parser.add_argument("--rebuild", action="store_true", help="make a new checkpoint even if the work dir has one")
+    add_chunk_timing_arguments(parser)
     return parser
+
+
+def chunk_timing_flags(args) -> List[str]:
+    """The chunk-timing flags given to sim_demo, passed on to evaluate."""
+    flags = []
+    for name in ("execute_steps", "inference_delay_steps", "chunk_policy", "blend_weight"):
+        value = getattr(args, name)
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
 
 
 def _run(stage: str, argv: List[str], log_path: Path) -> float:
@@ -160,6 +171,14 @@ def make_checkpoint(work: Path, scale: Scale) -> dict:
     return made
 
 
+def _seam_line(result: dict) -> str:
+    seams = result.get("chunk_seams") or {}
+    jump, step = seams.get("seam_jump_mrad") or {}, seams.get("within_chunk_step_mrad") or {}
+    return (f"chunk seams ({result.get('inference_delay_steps')} ticks of inference delay, {result.get('chunk_policy')}): "
+            f"jump p99 {jump.get('p99')} mrad against a within-chunk step p99 of {step.get('p99')} mrad "
+            f"over {seams.get('seams', 0)} seams")
+
+
 def report(result: dict, made: Optional[dict], work: Path) -> str:
     latency = result["image_to_command_ms"]
     jitter = result["executor_period_error_ms"]
@@ -181,6 +200,7 @@ def report(result: dict, made: Optional[dict], work: Path) -> str:
         f"executor period error ({result['executor_period_clock']} clock, {result['mode']} mode): "
         f"p50 {jitter['p50']} ms, p99 {jitter['p99']} ms",
         f"peak drift trend: {result['peak_drift']}",
+        _seam_line(result),
         f"drift plot: {result.get('drift_plot')}",
         f"rollout video: {result.get('video')}",
         f"full results: {work / 'evaluation.json'}",
@@ -237,6 +257,7 @@ def main(argv=None) -> int:
                 "--image-height", str(IMAGE_SIZE[0]),
                 "--image-width", str(IMAGE_SIZE[1]),
                 "--log-dir", str(work / "logs" / "evaluate"),
+                *chunk_timing_flags(args),
             ]
         )
         print(f"[sim_demo] closed loop: aloha_sim + policy_node + executor_node on {scale.eval_episodes} seeds")
