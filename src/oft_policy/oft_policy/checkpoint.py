@@ -55,6 +55,7 @@ class PolicySpec:
     control_period_s: float
     model_id: str
     image_size: int
+    max_prefix_steps: int = 0  # committed actions the policy can continue from (0: none)
 
 
 # ---- saving -----------------------------------------------------------------
@@ -258,6 +259,7 @@ class OFTPolicy:
             joint_names=tuple(config.joint_names), camera_names=tuple(config.camera_names),
             chunk_size=config.chunk_size, action_dim=config.action_dim,
             control_period_s=config.control_period_s, model_id=model_id, image_size=config.image_size,
+            max_prefix_steps=config.max_prefix_steps,
         )
         self._forward = torch.compile(model) if compile else model
         self._prompt_cache: dict = {}
@@ -271,8 +273,10 @@ class OFTPolicy:
         return self._prompt_cache[instruction]
 
     def predict(self, images: Mapping[str, np.ndarray], instruction: str, proprio: np.ndarray,
-                timings: Optional[dict] = None) -> np.ndarray:
-        """images: camera name -> uint8 HxWx3 (any size); proprio: [action_dim] in robot units.
+                timings: Optional[dict] = None, committed: Optional[np.ndarray] = None) -> np.ndarray:
+        """images: camera name -> uint8 HxWx3 (any size); proprio: [action_dim] in robot units;
+        committed: [P, action_dim] robot-unit actions the arm runs while this chunk is computed, rows
+        0..P-1 of it (a prefix-conditioned policy continues them; P <= spec.max_prefix_steps).
 
         Returns float32 [chunk_size, action_dim] in robot units. Deterministic (eval mode, no sampling).
         `timings`, if given, receives `preprocess` and `forward` (ms; the forward pass includes the copy
@@ -295,13 +299,27 @@ class OFTPolicy:
         )[None].to(self.device)
         input_ids, attention_mask = self._prompt(instruction)
         normalized = torch.from_numpy(self.stats.normalize_proprio(proprio))[None].to(self.device)
+        prefix = self._prefix(committed)
         prepared = time.perf_counter()
         with torch.inference_mode():
-            actions = self._forward(pixel_values, input_ids, attention_mask, normalized)[0].float().cpu().numpy()
+            actions = self._forward(pixel_values, input_ids, attention_mask, normalized, *prefix)[0].float().cpu().numpy()
         if timings is not None:
             timings["preprocess"] = (prepared - started) * 1e3
             timings["forward"] = (time.perf_counter() - prepared) * 1e3
         return self.stats.denormalize_action(actions)
+
+    def _prefix(self, committed: Optional[np.ndarray]) -> tuple:
+        """(prefix, prefix_steps) model inputs for committed robot-unit rows; () when there are none."""
+        if committed is None or len(committed) == 0:
+            return ()
+        committed = np.asarray(committed, dtype=np.float64)
+        limit = self.spec.max_prefix_steps
+        if committed.ndim != 2 or committed.shape[1] != self.spec.action_dim or not np.all(np.isfinite(committed)):
+            raise ValueError(f"committed actions must be finite [P, {self.spec.action_dim}], got {committed.shape}")
+        if len(committed) > limit:
+            raise ValueError(f"{len(committed)} committed actions; this policy continues at most {limit}")
+        prefix = torch.from_numpy(self.stats.normalize_action(committed)).float()[None].to(self.device)
+        return prefix, torch.tensor([len(committed)], device=self.device)
 
     def warm_up(self, instruction: str) -> float:
         """One prediction on black images at the mean proprio, so that the first real chunk does not

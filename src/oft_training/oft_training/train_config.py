@@ -37,6 +37,7 @@ SECTIONS = {
         "tiny_llm_layers": 2,
         "tiny_llm_heads": 2,
         "tiny_vision": "vit",            # tiny backbone: vit (random towers) | efficientnet_lite0 (ImageNet CNN)
+        "max_prefix_steps": 0,           # >0: prefix-conditioned head; each sample continues 0..N committed rows
     },
     "training": {
         "output_dir": "runs/oft_aloha",

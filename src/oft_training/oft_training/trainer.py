@@ -138,6 +138,7 @@ def build_oft_config(config: dict, table: EpisodeTable) -> OFTConfig:
         gradient_checkpointing=model["gradient_checkpointing"], attn_implementation=model["attn_implementation"],
         head_hidden_dim=model["head_hidden_dim"], tiny_llm_hidden=model["tiny_llm_hidden"],
         tiny_llm_layers=model["tiny_llm_layers"], tiny_llm_heads=model["tiny_llm_heads"], tiny_vision=model["tiny_vision"],
+        max_prefix_steps=model["max_prefix_steps"],
         extra={"dataset": str(table.root), "camera_shapes": camera_shapes(table, cameras)},
     )
 
@@ -234,12 +235,38 @@ class Batcher:
             # is heading) off the pose alone: it has to look at the images.
             proprio = proprio + self.proprio_noise_std * torch.randn(proprio.shape, generator=generator, dtype=proprio.dtype)
         to = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
-        return {
+        batch = {
             "pixel_values": to(pixels), "input_ids": to(input_ids), "attention_mask": to(attention_mask),
             "proprio": to(proprio),
             "actions": to(torch.stack([s["actions"] for s in samples])),
             "pad_mask": to(torch.stack([s["pad_mask"] for s in samples])),
         }
+        if self.config.max_prefix_steps:
+            batch.update(self.prefix(batch["actions"], train, generator))
+        return batch
+
+    def prefix(self, actions: torch.Tensor, train: bool, generator: Optional[torch.Generator]) -> dict:
+        """Prefix conditioning: each training sample continues P ~ U{0..max_prefix_steps} of its own target
+        rows (the actions committed during an inference delay); the loss covers the rest. Validation: P = 0."""
+        limit = self.config.max_prefix_steps
+        steps = (torch.randint(0, limit + 1, (actions.shape[0],), generator=generator) if train
+                 else torch.zeros(actions.shape[0], dtype=torch.long)).to(actions.device)
+        return {"prefix": actions[:, :limit], "prefix_steps": steps}
+
+
+def model_inputs(batch: dict) -> tuple:
+    """The model's positional inputs from a Batcher batch (with the prefix when it has one)."""
+    inputs = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
+    return inputs + ((batch["prefix"], batch["prefix_steps"]) if "prefix" in batch else ())
+
+
+def loss_mask(batch: dict) -> torch.Tensor:
+    """True where a row counts for nothing: padding past the episode end, or a committed prefix row."""
+    mask = batch["pad_mask"]
+    if "prefix_steps" in batch:
+        rows = torch.arange(mask.shape[1], device=mask.device)[None, :]
+        mask = mask | (rows < batch["prefix_steps"][:, None])
+    return mask
 
 
 class MetricsLog:
@@ -292,7 +319,7 @@ def evaluate_l1(model, dataset: ChunkDataset, batcher: Batcher, batch_size: int,
         for start in range(0, count, batch_size):
             batch = batcher([dataset[int(i)] for i in indices[start:start + batch_size]], train=False)
             with autocast():
-                pred = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
+                pred = model(*model_inputs(batch))
             valid = float((~batch["pad_mask"]).sum())
             total += float(chunk_regression_loss(pred.float(), batch["actions"], batch["pad_mask"], "l1")) * valid
             weight += valid
@@ -415,8 +442,8 @@ def _train_loop(config, dist, device, oft_config, stats, train_set, val_set, out
             sync = nullcontext() if (dist.world == 1 or micro == accum - 1) else net.no_sync()
             with sync:
                 with autocast():
-                    pred = net(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["proprio"])
-                loss = chunk_regression_loss(pred.float(), batch["actions"], batch["pad_mask"], lcfg["kind"], lcfg["huber_delta"])
+                    pred = net(*model_inputs(batch))
+                loss = chunk_regression_loss(pred.float(), batch["actions"], loss_mask(batch), lcfg["kind"], lcfg["huber_delta"])
                 (loss / accum).backward()
             loss_sum += float(loss.detach())
             samples += batch_size * dist.world

@@ -274,3 +274,38 @@ def test_sim_recipe_trains_on_frozen_imagenet_features(tiny_dataset, tmp_path):
     trained = policy.model.vision_backbone
     assert all(torch.equal(a, b) for a, b in zip(imagenet.state_dict().values(), trained.featurizer.state_dict().values()))
     assert trained.film_shift.bias.abs().max() > 0  # zero at initialization: the trainable layers learned
+
+
+def test_prefix_conditioned_training_masks_the_committed_rows_and_loads_for_inference(tiny_dataset, tmp_path):
+    """model.max_prefix_steps: training batches carry 0..N committed rows each (validation none), the loss
+    leaves them out, and the checkpoint continues committed actions at inference."""
+    import torch
+    from oft_training.trainer import Batcher, loss_mask
+
+    config = load_config(TINY_CONFIG, [
+        f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=3",
+        "training.validate_every=1000", "training.checkpoint_every=3", "training.batch_size=2",
+        "optimizer.warmup_steps=1", "model.max_prefix_steps=3",
+    ])
+    train(config, progress=False)
+    policy = load_policy(tmp_path / "run" / "checkpoints" / "step_0000003" / "policy")
+    assert policy.spec.max_prefix_steps == 3 and policy.model.prefix_projector.weight.abs().sum() > 0
+
+    chunk = policy.config.chunk_size
+    sample = {"images": [np.zeros((32, 32, 3), np.uint8)] * policy.config.num_cameras, "instruction": "pick",
+              "proprio": torch.zeros(policy.config.action_dim), "actions": torch.zeros(chunk, policy.config.action_dim),
+              "pad_mask": torch.zeros(chunk, dtype=torch.bool)}
+    batcher = Batcher(policy.config, policy.tokenizer, torch.device("cpu"))
+    train_batch = batcher([sample] * 64, True, torch.Generator().manual_seed(0))
+    assert set(train_batch["prefix_steps"].tolist()) == {0, 1, 2, 3}
+    assert torch.equal(loss_mask(train_batch)[:, :3].sum(1), train_batch["prefix_steps"])
+    assert not batcher([sample] * 4, False)["prefix_steps"].any()
+
+    images = {name: np.zeros((48, 64, 3), np.uint8) for name in policy.spec.camera_names}
+    proprio = policy.stats.proprio.mean
+    committed = policy.predict(images, "pick", proprio)[:2] + 0.05
+    plain = policy.predict(images, "pick", proprio)
+    continued = policy.predict(images, "pick", proprio, committed=committed)
+    assert plain.shape == continued.shape and not np.allclose(plain, continued)
+    with pytest.raises(ValueError, match="at most 3"):
+        policy.predict(images, "pick", proprio, committed=np.zeros((4, policy.config.action_dim)))

@@ -61,6 +61,10 @@ class OFTConfig:
     # Tiny backbone vision: "vit" (DINOv2+SigLIP-shaped towers, random weights: OpenVLA's code path) or
     # "efficientnet_lite0" (ImageNet-pretrained CNN stages: the CPU demo's policy sees where things are).
     tiny_vision: str = "vit"
+    # Prefix conditioning (parallel decoding): the first P <= max_prefix_steps rows' action slots carry
+    # actions already committed to the arm while this chunk is computed (its inference delay), so the
+    # rest continues them. 0: OFT's empty slots only.
+    max_prefix_steps: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes (dataset name, training run ...)
 
     def __post_init__(self):
@@ -99,6 +103,10 @@ class OFTConfig:
             raise ConfigError(f"control_period_s must be positive, got {self.control_period_s}")
         if self.image_size <= 0 or self.image_size % 14:
             raise ConfigError(f"image_size must be a positive multiple of the patch size 14, got {self.image_size}")
+        if not 0 <= self.max_prefix_steps < self.chunk_size:
+            raise ConfigError(f"max_prefix_steps must lie in [0, chunk_size), got {self.max_prefix_steps}")
+        if self.max_prefix_steps and self.decoding != "parallel":
+            raise ConfigError("max_prefix_steps needs parallel decoding (the prefix fills action slots)")
         if self.lora_rank < 1:
             raise ConfigError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if "{instruction}" not in self.prompt_template:

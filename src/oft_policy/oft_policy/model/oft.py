@@ -36,7 +36,7 @@ from oft_policy.model.heads import ActionBins, L1RegressionHead, LastTokenMLPHea
 from oft_policy.model.vit import VisionTransformer, vit_spec
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-OFT_MODULE_PREFIXES = ("action_head.", "proprio_projector.")
+OFT_MODULE_PREFIXES = ("action_head.", "proprio_projector.", "prefix_projector.")
 
 
 class FusedVisionBackbone(nn.Module):
@@ -110,6 +110,9 @@ class OFTModel(nn.Module):
             self.action_head = LastTokenMLPHead(llm_dim, config.action_dim, config.chunk_size)
         else:
             self.action_head = None
+        # Committed actions -> the embeddings of their rows' action slots (prefix conditioning).
+        self.prefix_projector = (nn.Linear(config.action_dim, config.action_dim * llm_dim)
+                                 if config.max_prefix_steps else None)
         self.action_bins = ActionBins(action_vocab_end, config.n_action_bins)
         self.lora_applied = False
 
@@ -220,7 +223,7 @@ class OFTModel(nn.Module):
         ).last_hidden_state
 
     # ---- decoding ------------------------------------------------------------
-    def forward(self, pixel_values, input_ids, attention_mask, proprio=None) -> torch.Tensor:
+    def forward(self, pixel_values, input_ids, attention_mask, proprio=None, prefix=None, prefix_steps=None) -> torch.Tensor:
         """Normalized action chunk.
 
         Args:
@@ -228,6 +231,9 @@ class OFTModel(nn.Module):
             input_ids: int64 [B, L], BOS first, right-padded (:func:`tokenize_prompts`).
             attention_mask: int64/bool [B, L], 1 on real tokens.
             proprio: float32 [B, action_dim], already normalized (z-score); None only without proprio.
+            prefix, prefix_steps: prefix conditioning (``max_prefix_steps`` > 0): float32 [B, P, action_dim]
+                normalized committed actions and int64 [B] how many of their rows count (at most
+                ``max_prefix_steps``); their rows' slots carry them. None: no committed actions.
         Returns:
             float32 [B, chunk_size, action_dim] normalized actions (targets live in [-1, 1]).
             In ``autoregressive`` mode this is the greedy decode (no gradient);
@@ -239,16 +245,35 @@ class OFTModel(nn.Module):
         embeds, key_valid = self._prefix(pixel_values, input_ids, attention_mask, proprio)
         batch = embeds.shape[0]
         if decoding == "parallel":
-            return self._decode_parallel(embeds, key_valid)
+            return self._decode_parallel(embeds, key_valid, prefix, prefix_steps)
+        if prefix is not None:
+            raise ValueError(f"prefix conditioning needs parallel decoding, not {decoding!r}")
         hidden = self._run_llm(embeds, key_valid, embeds.shape[1])
         last = key_valid.long().sum(1) - 1  # right padding: last real position
         last_state = hidden[torch.arange(batch, device=hidden.device), last]
         return self.action_head(last_state.to(self.action_head.fc1.weight.dtype)).float()
 
-    def _decode_parallel(self, embeds, key_valid) -> torch.Tensor:
+    def _decode_parallel(self, embeds, key_valid, prefix=None, prefix_steps=None) -> torch.Tensor:
         slots = embeds.new_zeros(embeds.shape[0], self.config.num_action_tokens, embeds.shape[2])
+        if prefix is not None:
+            slots = slots + self._prefix_slots(prefix, prefix_steps, slots)
         slot_states = self.parallel_slot_states(embeds, key_valid, slots)
         return self.action_head(slot_states.to(self.action_head.fc1.weight.dtype)).float()
+
+    def _prefix_slots(self, prefix, prefix_steps, slots) -> torch.Tensor:
+        """Slot embeddings [B, K, H]: projected committed actions on the first prefix_steps rows, 0 elsewhere."""
+        if self.prefix_projector is None:
+            raise ValueError("this model has no prefix conditioning (max_prefix_steps 0): pass no prefix")
+        batch, rows, dim = prefix.shape
+        if rows > self.config.max_prefix_steps or dim != self.config.action_dim or prefix_steps is None:
+            raise ValueError(f"prefix must be [B, <= {self.config.max_prefix_steps}, {self.config.action_dim}] "
+                             f"with prefix_steps [B]; got {tuple(prefix.shape)}")
+        projected = self.prefix_projector(prefix.to(self.prefix_projector.weight.dtype)).to(slots.dtype)
+        counted = torch.arange(rows, device=prefix.device)[None, :] < prefix_steps.to(prefix.device)[:, None]
+        projected = (projected * counted[..., None]).reshape(batch, rows * dim, -1)
+        out = torch.zeros_like(slots)
+        out[:, : rows * dim] = projected
+        return out
 
     def parallel_slot_states(self, embeds, key_valid, slot_embeds, bidirectional: bool = True) -> torch.Tensor:
         """Final hidden states [B, K, H] of K action slots appended after the prefix.

@@ -14,7 +14,9 @@ its `start_time` is when it is ready (observation time + input age + inference
 latency, plus `start_time_offset_s`), so row 0 runs at the first tick after it
 arrives instead of being dropped as overdue. With `inference_delay_steps` D the rows
 are timed from the observation instead (`oft_policy.runtime.chunks.chunk_start`): the
-chunk runs from D ticks after it, and the rows overdue by then are not sent.
+chunk runs from D ticks after it, and the rows overdue by then are not sent. A
+prefix-conditioned checkpoint (`max_prefix_steps` > 0) is given the actions its earlier
+chunks have the arm run in those D - 1 ticks, and continues from them.
 
 Sequence numbers start from the wall clock in microseconds at each activation,
 so a restarted policy node continues above its predecessor's numbers and the
@@ -55,7 +57,7 @@ from oft_policy.nodes.params import (
 )
 from oft_policy.nodes.spin import spin_until_shutdown
 from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
-from oft_policy.runtime.chunks import Chunk, chunk_start
+from oft_policy.runtime.chunks import Chunk, PublishedChunks, chunk_start
 from oft_policy.runtime.latency import RollingStats, StageLatency
 from oft_policy.runtime.policy_inputs import TRIGGER_MODES, ChunkTrigger, InputBuffer
 
@@ -104,6 +106,7 @@ class PolicyNode(LifecycleNode):
         self.inference_ms = RollingStats(1000)
         self.stages = StageLatency(STAGES)
         self._received_wall: dict = {}  # camera -> perf_counter() at the newest frame's arrival
+        self.published = PublishedChunks()  # what the executor runs during an inference delay
         self.chunks_published = 0
         self.skipped = 0
         self.last_problem = "not configured"
@@ -185,6 +188,7 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.sequence = max(self.sequence, time.time_ns() // 1000)
+        self.published.clear()
         self.trigger.restart()
         self._check_timer = self.create_timer(1.0 / self.params["check_rate_hz"], self._on_check)
         self.last_problem = ""
@@ -267,7 +271,8 @@ class PolicyNode(LifecycleNode):
         converted = time.perf_counter()
         timings: dict = {}
         try:
-            rows = self.policy.predict(images, self.params["instruction"], proprio, timings=timings)
+            rows = self.policy.predict(images, self.params["instruction"], proprio, timings=timings,
+                                       committed=self._committed(stamp))
         except ValueError as exc:  # inputs the model refuses (e.g. a camera frame it cannot use)
             self._skip(f"the policy refused the observation: {exc}")
             return
@@ -280,6 +285,15 @@ class PolicyNode(LifecycleNode):
                        publish=(time.perf_counter() - predicted) * 1e3)
         for stage, ms in timings.items():
             self.stages.add(stage, max(0.0, ms))
+
+    def _committed(self, stamp: float) -> Optional[np.ndarray]:
+        """For a prefix-conditioned policy with an inference delay D: the actions the executor runs in the
+        D - 1 ticks after the observation, from the chunks published before (None: nothing to continue)."""
+        spec, delay = self.policy.spec, self.params["inference_delay_steps"]
+        count = min(delay - 1, spec.max_prefix_steps)
+        if count < 1:
+            return None
+        return self.published.committed(stamp, spec.control_period_s, count)
 
     @staticmethod
     def _to_rgb(msg) -> np.ndarray:
@@ -303,6 +317,7 @@ class PolicyNode(LifecycleNode):
                                 spec.control_period_s, spec.model_id, inference_ms)
         msg = chunk_to_msg(chunk, ActionChunk)
         self.chunk_pub.publish(msg)
+        self.published.add(chunk)
         self.chunks_published += 1
         self.last_problem = ""
         self.trigger.on_published(self.sequence, self.now_s(), chunk.due_times(), spec.control_period_s)

@@ -4,7 +4,7 @@ executor's per-tick logic. The nodes in oft_policy.nodes only translate
 messages and parameters to and from these classes."""
 
 from oft_policy.runtime.action_queue import CHUNK_POLICIES, ActionQueue, QueuedAction
-from oft_policy.runtime.chunks import Chunk, ChunkRejected, ChunkValidator, chunk_start, start_lead_limit
+from oft_policy.runtime.chunks import Chunk, ChunkRejected, ChunkValidator, PublishedChunks, chunk_start, start_lead_limit
 from oft_policy.runtime.drift import (
     ActionDriftMonitor, DriftLevel, DriftSample, drift_scale_from_stats, watched_joint_mask,
 )
@@ -14,7 +14,7 @@ from oft_policy.runtime.limits import JointLimits, LimitsError, SafetyFilter
 
 __all__ = [
     "CHUNK_POLICIES", "ActionQueue", "QueuedAction",
-    "Chunk", "ChunkRejected", "ChunkValidator", "chunk_start", "start_lead_limit",
+    "Chunk", "ChunkRejected", "ChunkValidator", "PublishedChunks", "chunk_start", "start_lead_limit",
     "ActionDriftMonitor", "DriftLevel", "DriftSample", "drift_scale_from_stats", "watched_joint_mask",
     "ExecutorCore", "ExecutorState", "TickResult",
     "RollingStats", "StageLatency", "TickMonitor",

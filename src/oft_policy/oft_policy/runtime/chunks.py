@@ -89,6 +89,41 @@ def chunk_start(rows: np.ndarray, stamp_s: float, ready_s: float, period_s: floa
     return rows[delay - 1:], stamp_s + delay * period_s
 
 
+class PublishedChunks:
+    """The newest chunks a policy published, to tell what the executor will run meanwhile: at each
+    time, the action of the newest chunk already started by then (the executor's replace rule)."""
+
+    def __init__(self, keep: int = 4):
+        self._chunks: list = []
+        self._keep = keep
+
+    def add(self, chunk: Chunk) -> None:
+        self._chunks = (self._chunks + [chunk])[-self._keep:]
+
+    def clear(self) -> None:
+        self._chunks = []
+
+    def action_at(self, time_s: float) -> Optional[np.ndarray]:
+        for chunk in reversed(self._chunks):
+            tolerance = 0.5 * chunk.period_s
+            if chunk.start_time_s - tolerance <= time_s:
+                row = int(round((time_s - chunk.start_time_s) / chunk.period_s))
+                return chunk.rows()[row] if row < chunk.chunk_size else None
+        return None
+
+    def committed(self, stamp_s: float, period_s: float, count: int) -> np.ndarray:
+        """[P, dim] actions due 1..count ticks after an observation at `stamp_s`, as far as published
+        chunks cover them without a gap (P <= count): what a chunk timed from that observation continues."""
+        rows = []
+        for k in range(count):
+            action = self.action_at(stamp_s + (k + 1) * period_s)
+            if action is None:
+                break
+            rows.append(action)
+        dim = self._chunks[-1].action_dim if self._chunks else 0
+        return np.array(rows).reshape(len(rows), dim)
+
+
 def start_lead_limit(inference_delay_steps: int, period_s: float, floor_s: float = 0.2) -> float:
     """The executor's `max_future_s` for a policy with this inference delay: a chunk timed from its
     observation may arrive before its start by up to the delay (a whole delay in lockstep)."""
