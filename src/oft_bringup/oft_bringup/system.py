@@ -172,7 +172,7 @@ def _aloha_oft_arguments() -> Tuple[Argument, ...]:
         Argument("calibration", DEFAULT_CALIBRATION, "gripper calibration preset of the rig: aloha2 or aloha1"),
         CAMERA_PATTERN_ARGUMENT,
         Argument("use_sim", "false", "true: MuJoCo simulator and sim time instead of the robot"),
-        Argument("task", "transfer_cube", "simulator task (use_sim:=true): transfer_cube or insertion"),
+        Argument("task", "transfer_cube", "simulator task (use_sim:=true): transfer_cube, insertion or handover_by_color"),
         Argument("run_policy", "true", "start the policy node (GPU side)"),
         Argument("run_executor", "true", "start the executor node (robot side)"),
         Argument("driver_launch", "", "launch file of the arms' driver (e.g. the ALOHA bringup); empty: none"),
@@ -258,7 +258,7 @@ def sim_oft() -> System:
         (
             CHECKPOINT_ARGUMENT,
             Argument("instruction", None, "task instruction, e.g. 'transfer the cube'"),
-            Argument("task", "transfer_cube", "transfer_cube or insertion"),
+            Argument("task", "transfer_cube", "transfer_cube, insertion or handover_by_color"),
             Argument("device", "cpu", "torch device of the policy"),
             CONTROL_RATE_ARGUMENT,
             INFERENCE_DELAY_ARGUMENT,
@@ -287,7 +287,8 @@ def qos_overrides_file(pattern: str, scratch_dir: str) -> Tuple[str, Tuple[Tuple
 
 
 def recorded_topics(pattern: str) -> Tuple[str, ...]:
-    return (*names.camera_topics(pattern=pattern), *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS)
+    return (*names.camera_topics(pattern=pattern), *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS,
+            names.INSTRUCTION_TOPIC)
 
 
 def _record_plan(values: Mapping[str, str], scratch_dir: str) -> Plan:

@@ -52,6 +52,10 @@ DRIFT_TOPIC = "/oft/drift"
 EXECUTOR_STATUS_TOPIC = "/oft/executor_status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
+INSTRUCTION_TOPIC = "/oft/instruction"
+"""The instruction the robot is given (std_msgs/String, latched: INSTRUCTION_QOS). The policy node publishes
+what it runs; a recording keeps it so that each episode is exported with its own instruction."""
+
 COMMANDED_ACTION_TOPIC = "/oft/commanded_action"
 """14 commanded joint positions (std_msgs/Float64MultiArray, ALOHA order) where a recording has them (scripted demos)."""
 

@@ -26,3 +26,11 @@ STATUS_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 """Executor status, drift reports and commands to the arms."""
+
+INSTRUCTION_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""The instruction: latched, so that a node or recorder started later still learns the one in force."""

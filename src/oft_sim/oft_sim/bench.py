@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from oft_sim.simulator import SCENE_CAMERAS, AlohaSim
+from oft_sim.tasks import TASKS
 
 
 def _percentiles_ms(samples) -> dict:
@@ -59,7 +60,7 @@ def run(height: int, width: int, repeats: int, task: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bench_sim", description=__doc__)
-    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--task", default="transfer_cube", choices=sorted(TASKS))
     parser.add_argument("--resolutions", nargs="+", default=["480x640", "96x128"], help="HEIGHTxWIDTH ...")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", help="also write the results to this JSON file")

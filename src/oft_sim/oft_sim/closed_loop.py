@@ -36,12 +36,14 @@ from oft_policy.processes import NodeProcess, node_command, ros_args
 from oft_policy.runtime.action_queue import CHUNK_POLICIES
 from oft_policy.runtime.chunks import start_lead_limit
 from oft_sim.simulator import CONTROL_PERIOD_S
+from oft_sim.tasks import get_task
+from oft_policy.nodes.services import call_with_deadline
 
 CHUNK_TIMEOUT_S = 60.0  # the simulator steps without a chunk only if the policy is this late (wall time)
 CONFIRM_TIMEOUT_S = 5.0  # wall seconds the policy waits for the executor to confirm a chunk before a retry
 LOCKSTEP_INFERENCE_DELAY_STEPS = 1  # a policy that answers within one control tick
 DEFAULT_BLEND_WEIGHT = 0.7  # LeRobot's async inference: 0.3 old, 0.7 new
-DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it over to the left arm"
+DEFAULT_INSTRUCTION = get_task("transfer_cube").instruction()
 DEFAULT_IMAGE_SIZE = (96, 128)  # (height, width) for checkpoints that do not say what they were trained on
 POLICY_NODE = "policy_node"
 
@@ -112,7 +114,7 @@ def executed_per_chunk(checkpoint, requested: Optional[int] = None) -> int:
 class LoopSettings:
     checkpoint: Path
     task: str = "transfer_cube"
-    instruction: str = DEFAULT_INSTRUCTION
+    instruction: Optional[str] = None  # None: the task's instruction for each episode's target
     image_size: Tuple[int, int] = (96, 128)
     max_steps: int = 400
     execute_steps: Optional[int] = None  # actions executed per chunk before the next is requested (None: half)
@@ -175,6 +177,8 @@ class ClosedLoop:
         self._executor_seen = False
         self._halted = ""
         self._policy_active = False
+        self.task = get_task(settings.task)
+        self._instruction = settings.instruction or self.task.instruction(self.task.targets[0])
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # children inherit it
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -232,7 +236,7 @@ class ClosedLoop:
         self.sim.wait_until_ready(timeout_s=120.0)
         policy_params = {
             "checkpoint_path": str(Path(s.checkpoint).resolve()),
-            "instruction": s.instruction,
+            "instruction": self._instruction,
             "use_sim_time": True,
             "torch_threads": s.torch_threads,
             # Request the next chunk once `execute_steps` actions of the current one have run.
@@ -287,14 +291,46 @@ class ClosedLoop:
 
     # --- episodes --------------------------------------------------------------------------------
 
-    def run_episode(self, seed: int, record_video: bool = False) -> EpisodeOutcome:
+    def episode_target(self, seed: int, swap: bool = False) -> str:
+        """What the seed's instruction names: the task's default for it, or (swap) the other choice."""
+        target = self.task.default_target(seed)
+        if swap:
+            others = [t for t in self.task.targets if t != target]
+            if not others:
+                raise ValueError(f"task {self.task.name} has nothing to name in its instruction but {target!r}")
+            target = others[seed % len(others)]
+        return target
+
+    def _instruct(self, instruction: str) -> None:
+        """Set the policy node's instruction; its next chunk follows it."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        if instruction == self._instruction:
+            return
+        client = self.node.create_client(SetParameters, f"/{POLICY_NODE}/set_parameters")
+        try:
+            value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=instruction)
+            request = SetParameters.Request(parameters=[Parameter(name="instruction", value=value)])
+            result = call_with_deadline(client, request, self.spin, 30.0)
+        finally:
+            self.node.destroy_client(client)
+        if not result.results[0].successful:
+            raise RuntimeError(f"policy_node refused the instruction {instruction!r}: {result.results[0].reason}")
+        self._instruction = instruction
+
+    def run_episode(self, seed: int, record_video: bool = False, target: Optional[str] = None) -> EpisodeOutcome:
+        """One episode; `target` is what its instruction names (None: the seed's default)."""
         s = self.settings
+        target = self.episode_target(seed) if target is None else target
+        instruction = s.instruction or self.task.instruction(target)
         self._episode_start_ns = None  # until the reset, every chunk belongs to the previous episode
         self._stop_executor()
         if self._policy_active:
             self._lifecycle("deactivate")
             self._policy_active = False
-        record = self.sim.reset(seed)
+        self._instruct(instruction)  # while inactive: no chunk of the previous instruction follows
+        record = self.sim.reset(seed, target)
         self._episode_start_ns = record["sim_time_ns"]
         self._trace = DriftTrace(seed)
         self.record.drift.append(self._trace)
@@ -354,6 +390,9 @@ class ClosedLoop:
             chunks=self._chunks,
             halted=self._halted,
             image_to_command_max_ms=round(max(self.record.latency.samples_ms[latency_before:], default=0.0), 1),
+            target=target,
+            grasped=episode.get("grasped") or "",
+            instruction=instruction,
         )
 
     # --- observer callbacks ----------------------------------------------------------------------

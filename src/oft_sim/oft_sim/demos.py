@@ -33,7 +33,8 @@ from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, arm_command
 from oft_sim import interface
 from oft_policy.processes import NodeProcess, node_command, ros_args
 from oft_sim.scripted_policy import EPISODE_STEPS, scripted_trajectory
-from oft_sim.simulator import TASKS, AlohaSim
+from oft_sim.simulator import AlohaSim
+from oft_sim.tasks import get_task
 
 SUMMARY_FILENAME = "demos.json"
 
@@ -45,6 +46,8 @@ class DemoEpisode:
     max_reward: int
     steps: int
     bag: Optional[str] = None  # kept bag directory name, None when discarded
+    target: str = ""  # what the instruction names (tasks that choose among objects)
+    instruction: str = ""
     message_counts: Dict[str, int] = field(default_factory=dict)
 
 
@@ -55,7 +58,7 @@ def spread_seeds(task: str, count: int, pool: Sequence[int]) -> List[int]:
     pool = [int(seed) for seed in pool]
     if not 1 <= count <= len(pool):
         raise ValueError(f"cannot pick {count} seeds from a pool of {len(pool)}")
-    sampler = TASKS[task].sample_object_qpos
+    sampler = get_task(task).object_qpos
     positions = np.stack([np.asarray(sampler(seed)).reshape(-1, 7)[:, :3].ravel() for seed in pool])
     scale = np.ptp(positions, axis=0)
     positions = (positions - positions.min(axis=0)) / np.where(scale > 0, scale, 1.0)
@@ -67,8 +70,8 @@ def spread_seeds(task: str, count: int, pool: Sequence[int]) -> List[int]:
     return sorted(pool[i] for i in chosen)
 
 
-def plan_episode(planner: AlohaSim, seed: int, steps: int) -> np.ndarray:
-    planner.reset(seed)
+def plan_episode(planner: AlohaSim, seed: int, steps: int, target: Optional[str] = None) -> np.ndarray:
+    planner.reset(seed, target)
     return scripted_trajectory(planner, steps)
 
 
@@ -106,6 +109,12 @@ class _Teleoperation:
         ]
         self.leader_pubs = [self.node.create_publisher(JointState, topic, STATUS_QOS)
                             for topic in names.LEADER_JOINT_STATE_TOPICS]
+        from std_msgs.msg import String
+
+        from oft_policy.qos import INSTRUCTION_QOS
+
+        self._string = String
+        self.instruction_pub = self.node.create_publisher(String, names.INSTRUCTION_TOPIC, INSTRUCTION_QOS)
         topics = default_topics(
             cameras=cameras,
             leaders=True,
@@ -161,10 +170,15 @@ class _Teleoperation:
             group_pub.publish(group_type(name=names.INTERBOTIX_ARM_GROUP, cmd=arm))
             single_pub.publish(single_type(name=names.GRIPPER_JOINT, cmd=gripper))
 
-    def run_episode(self, seed: int, trajectory: np.ndarray, bag_dir: Path) -> Tuple[bool, int, Dict[str, int]]:
+    def run_episode(self, seed: int, target: str, instruction: str, trajectory: np.ndarray,
+                    bag_dir: Path) -> Tuple[bool, int, Dict[str, int]]:
         leader_topics = names.LEADER_JOINT_STATE_TOPICS
         with self.recorder.recording(bag_dir) as summary:
-            self.sim.reset(seed)
+            self.sim.reset(seed, target)
+            # The operator's instruction for this episode, recorded with it (latched, as the policy node does).
+            self.instruction_pub.publish(self._string(data=instruction))
+            self.wait(lambda: self.recorder.message_counts.get(names.INSTRUCTION_TOPIC, 0) > 0, 5.0,
+                      "the recorder to have the instruction")
             for k, action in enumerate(trajectory):
                 self.publish_leaders(action)
                 self.wait(lambda: all(self.recorder.message_counts.get(t, 0) > k for t in leader_topics), 5.0,
@@ -200,8 +214,9 @@ def record_scripted_demos(
     """Run `episodes` scripted episodes (seeds first_seed.., or the given `seeds`) through the
     aloha_sim node and keep one bag per successful episode under out_dir. Returns every attempt."""
     out_dir = Path(out_dir)
-    if task != "transfer_cube":
-        raise ValueError(f"scripted demonstrations exist for transfer_cube only, not {task!r}")
+    spec = get_task(task)
+    if not spec.has_demonstrator:
+        raise ValueError(f"no scripted demonstrator for {task!r}")
     seeds = list(range(first_seed, first_seed + episodes)) if seeds is None else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("episodes must be at least 1")
@@ -233,11 +248,14 @@ def record_scripted_demos(
         driver.set_up_followers()
         driver.wait_for_sim_clock(seeds[0])
         for seed in seeds:
-            trajectory = plan_episode(planner, seed, steps)
+            target = spec.default_target(seed)
+            instruction = spec.instruction(target)
+            trajectory = plan_episode(planner, seed, steps, target)
             bag = staging / f"seed_{seed:06d}"
             started = time.monotonic()
-            success, max_reward, counts = driver.run_episode(seed, trajectory, bag)
-            episode = DemoEpisode(seed, success, max_reward, len(trajectory), message_counts=counts)
+            success, max_reward, counts = driver.run_episode(seed, target, instruction, trajectory, bag)
+            episode = DemoEpisode(seed, success, max_reward, len(trajectory), message_counts=counts, target=target,
+                                  instruction=instruction)
             if success:
                 episode.bag = f"episode_{sum(r.success for r in results):03d}"
                 bag.rename(staging / episode.bag)

@@ -118,6 +118,9 @@ class EpisodeOutcome:
     chunks: int = 0
     halted: str = ""  # the executor's reason when its drift monitor halted the episode
     image_to_command_max_ms: float = 0.0  # the episode's slowest chunk (0: none measured)
+    target: str = ""  # what the instruction named (tasks that choose among objects)
+    grasped: str = ""  # the object the grasp lifted first ("" none; tasks that choose)
+    instruction: str = ""
 
 
 @dataclass
@@ -156,6 +159,12 @@ def summarize(
         "successes": sum(o.success for o in outcomes),
         "per_episode": [asdict(o) for o in outcomes],
     }
+    named = [o for o in outcomes if o.target]
+    if named:
+        # Of the episodes whose grasp lifted a cube, the share that lifted the one the instruction named.
+        grasps = [o for o in named if o.grasped]
+        result["named_object_rate"] = (sum(o.grasped == o.target for o in grasps) / len(grasps)) if grasps else 0.0
+        result["episodes_with_a_grasp"] = len(grasps)
     result.update(extra or {})
     return result
 

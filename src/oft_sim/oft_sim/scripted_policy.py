@@ -237,16 +237,22 @@ def _solve(arms, qpos, waypoints, steps: int) -> np.ndarray:
 
 
 def scripted_trajectory(sim: AlohaSim, steps: int = EPISODE_STEPS) -> np.ndarray:
-    """Joint-position trajectory (steps x 14) that transfers the cube of a just-reset simulator.
+    """The scripted demonstrator of the simulator's task for its current episode (steps x 14)."""
+    if sim.seed is None:
+        raise ValueError("reset the simulator before planning")
+    if not sim.spec.has_demonstrator:
+        raise ValueError(f"no scripted demonstrator for {sim.task!r}")
+    return sim.spec.demonstrate(sim, steps)
+
+
+def scripted_transfer(sim: AlohaSim, cube: str, steps: int = EPISODE_STEPS) -> np.ndarray:
+    """Joint-position trajectory (steps x 14) that hands the cube whose geom is `cube` (its body's free
+    joint placed by the seed) from the right arm to the left in a just-reset simulator.
 
     Two passes: plan toward the nominal meeting point, execute it on a scratch copy of the
     scene to see where the cube really is at the handover, then re-plan the left arm's grasp
     there. Physics is deterministic, so the executed result is the same wherever it runs.
     """
-    if sim.task != "transfer_cube":
-        raise ValueError(f"the scripted policy solves transfer_cube, not {sim.task!r}")
-    if sim.seed is None:
-        raise ValueError("reset the simulator before planning")
     model = sim.physics.model.ptr
     qpos = np.array(sim.physics.data.qpos)
     arms = (ArmIK(model, "left"), ArmIK(model, "right"))
@@ -254,13 +260,18 @@ def scripted_trajectory(sim: AlohaSim, steps: int = EPISODE_STEPS) -> np.ndarray
     for arm in arms:
         arm.calibrate(qpos)
     starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, start_opening)]
-    cube = np.array(sim.physics.named.data.qpos["red_box_joint"][:3])
-    cube[2] = sim.physics.named.model.geom_size["red_box"][2]  # resting on the table (z = 0)
+    body = sim.physics.model.geom_bodyid[sim.physics.model.name2id(cube, "geom")]
+
+    def cube_position(physics):
+        return np.array(physics.data.xpos[body])
+
+    where = cube_position(sim.physics)
+    where[2] = sim.physics.named.model.geom_size[cube][2]  # resting on the table (z = 0)
     right_base = arms[1].base_xy
-    nominal = _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, right_base), steps)
+    nominal = _solve(arms, qpos, transfer_cube_waypoints(where, *starts, right_base), steps)
     scratch = AlohaSim(sim.task, cameras=())
-    scratch.reset(sim.seed)
+    scratch.reset(sim.seed, sim.target)
     for action in nominal[:HANDOVER_STEP]:
         scratch.step(action)
-    handover_cube = np.array(scratch.physics.named.data.qpos["red_box_joint"][:3])
-    return _solve(arms, qpos, transfer_cube_waypoints(cube, *starts, right_base, handover_cube), steps)
+    handover_cube = cube_position(scratch.physics)
+    return _solve(arms, qpos, transfer_cube_waypoints(where, *starts, right_base, handover_cube), steps)

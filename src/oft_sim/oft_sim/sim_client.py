@@ -54,11 +54,14 @@ class SimClient:
     def steps(self) -> int:
         return int(self.episode["step"]) if self.episode else 0
 
-    def reset(self, seed: int, timeout_s: float = 10.0) -> dict:
-        """New episode with this seed; returns its first record (see interface.EPISODE_TOPIC)."""
+    def reset(self, seed: int, target: str = "", timeout_s: float = 10.0) -> dict:
+        """New episode with this seed (and named `target`, "" for the seed's default); returns its first
+        record (see interface.EPISODE_TOPIC)."""
         request = SetParameters.Request()
-        value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed))
-        request.parameters = [Parameter(name="seed", value=value)]
+        request.parameters = [
+            Parameter(name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed))),
+            Parameter(name="target", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=target)),
+        ]
         result = self._call(self._set_parameters, request, timeout_s)
         if not all(r.successful for r in result.results):
             raise RuntimeError(f"simulator refused seed {seed}: {[r.reason for r in result.results]}")

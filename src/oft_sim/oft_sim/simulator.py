@@ -1,7 +1,7 @@
 """Plain-Python simulated bimanual ALOHA over gym-aloha's MuJoCo scenes (no ROS).
 
-The scene files, object pose samplers and reward rules come from the
-`gym-aloha` package; physics runs through dm_control's MuJoCo bindings.
+Each task (`oft_sim.tasks`) gives the scene, the object sampler and the success rule;
+the scenes are `gym-aloha`'s, and physics runs through dm_control's MuJoCo bindings.
 We drive the physics ourselves instead of through `gym_aloha.AlohaEnv`
 because its gym wrapper renders three 480x640 cameras with shadows and 4x
 MSAA on every step (about 131 ms) whether or not anyone looks, and declares
@@ -17,25 +17,19 @@ turns these into the real driver's units with a calibration (`oft_sim.xs_driver`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the caller chose otherwise
 
-from dm_control import mujoco  # noqa: E402
 from gym_aloha import constants as aloha_constants  # noqa: E402
-from gym_aloha.tasks.sim import InsertionTask, TransferCubeTask  # noqa: E402
-from gym_aloha.utils import sample_box_pose, sample_insertion_pose  # noqa: E402
 
 from oft_policy.names import ALOHA_JOINT_NAMES, CAMERA_NAMES  # noqa: E402
+from oft_sim.tasks import MAX_REWARD, TASKS, get_task  # noqa: E402,F401  (TASKS: the task names)
 
 CONTROL_PERIOD_S = aloha_constants.DT
 """One control step of the ALOHA tasks: 20 ms (50 Hz)."""
-
-MAX_REWARD = 4
-"""Reward of a completed task (transfer: left gripper holds the lifted cube; insertion: peg touches pin)."""
 
 ACTION_DIM = len(ALOHA_JOINT_NAMES)
 
@@ -50,25 +44,6 @@ _GRIPPER_CLOSED = aloha_constants.PUPPET_GRIPPER_POSITION_CLOSE
 _GRIPPER_OPEN = aloha_constants.PUPPET_GRIPPER_POSITION_OPEN
 _ARM_QPOS = (slice(0, 6), slice(8, 14))  # arm joints of each arm in qpos / ctrl
 _FINGER_QPOS = (6, 14)  # left finger slide of each arm; the right finger mirrors it
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    scene_file: str
-    reward_task: type
-    sample_object_qpos: object  # seed -> object free-joint qpos (7 per object)
-
-
-TASKS = {
-    "transfer_cube": TaskSpec(
-        "bimanual_viperx_transfer_cube.xml", TransferCubeTask, lambda seed: sample_box_pose(seed)
-    ),
-    "insertion": TaskSpec(
-        "bimanual_viperx_insertion.xml",
-        InsertionTask,
-        lambda seed: np.concatenate(sample_insertion_pose(seed)),
-    ),
-}
 
 
 def gripper_to_normalized(finger_position):
@@ -115,8 +90,7 @@ class AlohaSim:
         cameras: Sequence[str] = CAMERA_NAMES,
         image_size: Tuple[int, int] = (480, 640),
     ):
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        spec = get_task(task)
         unknown = [c for c in cameras if c not in SCENE_CAMERAS]
         if unknown:
             raise ValueError(f"unknown cameras {unknown}; the scene has {sorted(SCENE_CAMERAS)}")
@@ -126,15 +100,15 @@ class AlohaSim:
         self.task = task
         self.cameras = tuple(cameras)
         self.image_size = (height, width)
-        spec = TASKS[task]
-        self._spec = spec
-        self.physics = mujoco.Physics.from_xml_path(str(aloha_constants.ASSETS_DIR / spec.scene_file))
+        self.spec = spec
+        self.physics = spec.build_physics()
         # Fast offscreen rendering: no multisampling (must be set before the first render) and,
         # at render time, no shadows. Together about 5x faster than the scene as shipped.
         self.physics.model.vis.quality.offsamples = 0
-        self._reward_task = spec.reward_task()
         self._substeps = int(round(CONTROL_PERIOD_S / self.physics.timestep()))
         self.seed: Optional[int] = None
+        self.target = ""  # what this episode's instruction names (tasks with targets), as the task scores it
+        self.grasped: Optional[str] = None  # the first object the task's grasp lifted this episode
         self.steps = 0
         self.reward = 0
         self.max_reward = 0
@@ -142,16 +116,20 @@ class AlohaSim:
 
     # --- episode ---------------------------------------------------------------------------------
 
-    def reset(self, seed: int) -> None:
-        """Start pose for both arms, objects placed by gym-aloha's sampler for this seed."""
+    def reset(self, seed: int, target: Optional[str] = None) -> None:
+        """Start pose for both arms, objects placed by the task's sampler for this seed; `target` is
+        what the instruction names (None: the seed's default)."""
+        target = self.spec.default_target(int(seed)) if target is None else self.spec.check_target(target)
         start = np.asarray(aloha_constants.START_ARM_POSE, dtype=np.float64)
         self.physics.reset()
         with self.physics.reset_context():
             self.physics.data.qpos[:16] = start
             self.physics.data.ctrl[:] = start
-            object_qpos = self._spec.sample_object_qpos(int(seed))
+            object_qpos = self.spec.object_qpos(int(seed))
             self.physics.data.qpos[16 : 16 + len(object_qpos)] = object_qpos
         self.seed = int(seed)
+        self.target = target
+        self.grasped = None
         self.steps = 0
         self.reward = self._compute_reward()
         self.max_reward = self.reward
@@ -176,6 +154,8 @@ class AlohaSim:
         self.steps += 1
         self.reward = self._compute_reward()
         self.max_reward = max(self.max_reward, self.reward)
+        if self.grasped is None:
+            self.grasped = self.spec.grasped(self.physics)
         return self.reward
 
     @property
@@ -223,4 +203,4 @@ class AlohaSim:
         return out
 
     def _compute_reward(self) -> int:
-        return int(self._reward_task.get_reward(self.physics))
+        return int(self.spec.reward(self.physics, self.target))

@@ -139,3 +139,32 @@ def test_inference_delay_keeps_the_arm_on_its_held_actions_until_the_chunk_may_r
     assert statuses and max(s.rejected_chunks for s in statuses) == 0, statuses[-1].reason
     seams = loop.record.seams(names.ALOHA_JOINT_NAMES, "replace", 0.5)
     assert seams["seams"] >= 3 and seams["within_chunk_step_mrad"]["p99"] is not None
+
+
+def test_each_episode_gets_the_instruction_naming_its_target(checkpoint, tmp_path):
+    """handover_by_color: the closed loop tells the policy node each seed's instruction (a runtime parameter
+    it publishes on /oft/instruction) and the simulator the object it names; swapping names the other."""
+    path, _ = checkpoint
+    settings = LoopSettings(checkpoint=path, task="handover_by_color", image_size=(48, 64), max_steps=10,
+                            execute_steps=7, log_dir=tmp_path / "logs", episode_timeout_s=120.0)
+    loop = ClosedLoop(settings)
+    from std_msgs.msg import String
+
+    from oft_policy.qos import INSTRUCTION_QOS
+
+    told = []
+    loop.node.create_subscription(String, names.INSTRUCTION_TOPIC, lambda m: told.append(m.data), INSTRUCTION_QOS)
+    seeds = [s for s in range(1000, 1040) if loop.episode_target(s) == "red"][:1] + \
+        [s for s in range(1000, 1040) if loop.episode_target(s) == "blue"][:1]
+    try:
+        loop.start()
+        outcomes = [loop.run_episode(seed) for seed in seeds]
+        outcomes.append(loop.run_episode(seeds[0], target=loop.episode_target(seeds[0], swap=True)))
+        loop.spin(0.5)
+    finally:
+        loop.close()
+    assert [o.target for o in outcomes] == ["red", "blue", "blue"]
+    assert [o.instruction for o in outcomes] == [
+        f"pick up the {color} cube with the right arm and hand it over to the left arm" for color in ("red", "blue", "blue")]
+    assert told[-1] == outcomes[-1].instruction and outcomes[0].instruction in told
+    assert all(o.chunks >= 1 for o in outcomes)

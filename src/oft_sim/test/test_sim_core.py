@@ -117,3 +117,21 @@ def test_holding_still_does_not_succeed(sim):
     for _ in range(100):
         sim.step(hold)
     assert sim.max_reward == 0 and not sim.success
+
+
+def test_spread_seeds_cover_the_cube_region_better_than_consecutive_seeds():
+    from oft_sim.demos import spread_seeds
+    from oft_sim.simulator import TASKS
+
+    sampler = TASKS["transfer_cube"].object_qpos
+    chosen = spread_seeds("transfer_cube", 50, range(1000))
+    assert len(set(chosen)) == 50 and all(0 <= s < 1000 for s in chosen)
+    grid = np.stack(np.meshgrid(np.linspace(0, 0.2, 41), np.linspace(0.4, 0.6, 41)), -1).reshape(-1, 2)
+
+    def widest_gap(seeds):  # the farthest any cube position is from its nearest demonstration (m)
+        demos = np.array([sampler(s)[:2] for s in seeds])
+        return np.linalg.norm(grid[:, None] - demos[None], axis=2).min(axis=1).max()
+
+    assert widest_gap(chosen) < 0.8 * widest_gap(range(50))
+    with pytest.raises(ValueError, match="cannot pick"):
+        spread_seeds("transfer_cube", 5, range(3))

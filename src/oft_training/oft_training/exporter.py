@@ -56,7 +56,7 @@ class ExportError(ValueError):
 
 @dataclass
 class ExportOptions:
-    instruction: str
+    instruction: str = ""  # for episodes whose bag records none on names.INSTRUCTION_TOPIC (hdf5: all)
     cameras: Sequence[str] = names.CAMERA_NAMES
     fps: int = 50
     action_source: str = "auto"
@@ -156,6 +156,8 @@ class BagEpisode:
         numeric = decoder.series(self.arm_topics + self.action_topics, lambda topic, msg: readers[topic](msg))
         image_times = self._image_times(decoder)
         markers = [stamp for _, stamp, _ in decoder.messages(extra, lambda _t, m: None)] if extra else []
+        self.instructions = ([(stamp, text) for _, stamp, text in decoder.messages([names.INSTRUCTION_TOPIC], lambda _t, m: m.data)]
+                             if names.INSTRUCTION_TOPIC in topics else [])
         issues.merge(decoder.issues)
         bounds = [-(2**63)] + sorted(markers) + [2**63 - 1]
         outcomes = []
@@ -193,10 +195,22 @@ class BagEpisode:
             action = combine_arms([numeric[t] for t in self.action_topics], times)
         check_gripper_range(state, f"bag {self.bag} follower joint states", opts.calibration)
         check_gripper_range(action, f"bag {self.bag} actions ({source})", opts.calibration)
+        instruction = self._instruction(low, int(times[0]), high)
         writer.begin_episode()
         self._stream_frames(reader, writer, image_times, times)
-        writer.end_episode(state, action, opts.instruction)
+        writer.end_episode(state, action, instruction)
         return int(times.shape[0])
+
+    def _instruction(self, start_ns: int, first_frame_ns: int, end_ns: int) -> str:
+        """The instruction of the episode recorded in [start_ns, end_ns): of those given in it, the newest at
+        its first frame, else the first; else the newest given before it; else the export's --instruction."""
+        inside = [(stamp, text) for stamp, text in self.instructions if start_ns <= stamp < end_ns]
+        at_start = [text for stamp, text in inside if stamp <= first_frame_ns]
+        before = [text for stamp, text in self.instructions if stamp < start_ns]
+        instruction = (at_start[-1:] or [text for _, text in inside[:1]] or before[-1:] or [self.options.instruction])[0]
+        if not instruction or not instruction.strip():
+            raise BagError(f"bag {self.bag} records no instruction on {names.INSTRUCTION_TOPIC}; pass --instruction")
+        return instruction
 
     def _image_times(self, decoder: BagDecoder) -> Dict[str, np.ndarray]:
         camera_of = {topic: cam for cam, topic in self.camera_topics.items()}
@@ -268,6 +282,8 @@ class Hdf5Episode:
                     )
             if state.shape[0] < self.options.min_frames:
                 return [SkipEpisode(f"too short: {state.shape[0]} frames < {self.options.min_frames}")]
+            if not self.options.instruction.strip():
+                raise BagError(f"hdf5 episode {self.path} carries no instruction: pass --instruction")
             writer.begin_episode()
             for cam, frames in images.items():
                 for k in range(state.shape[0]):

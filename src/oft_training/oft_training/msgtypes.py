@@ -17,6 +17,7 @@ IMAGE = "sensor_msgs/msg/Image"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
 BOOL = "std_msgs/msg/Bool"
+STRING = "std_msgs/msg/String"
 
 
 class MessageTypeError(ValueError):

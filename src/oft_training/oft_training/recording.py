@@ -122,6 +122,7 @@ def default_topics(
     """Topic -> type name of an ALOHA recording on the ALOHA stack's topic names."""
     topics = {names.camera_topic(cam, camera_topic_pattern): msgtypes.IMAGE for cam in cameras}
     topics.update({topic: msgtypes.JOINT_STATE for topic in names.FOLLOWER_JOINT_STATE_TOPICS})
+    topics[names.INSTRUCTION_TOPIC] = msgtypes.STRING
     if leaders:
         topics.update({topic: msgtypes.JOINT_STATE for topic in names.LEADER_JOINT_STATE_TOPICS})
     if commanded_action:
@@ -210,9 +211,14 @@ class BagRecorder:
         self._last_flush = time.monotonic()
         self._write_error: Optional[Exception] = None
         self.skipped_before_clock = 0
+        from oft_policy.qos import INSTRUCTION_QOS
+
+        # Latched topics (the instruction): the newest message is kept between bags and opens each new one.
+        self._latched: Dict[str, Optional[bytes]] = {t: None for t in self._topics if t == names.INSTRUCTION_TOPIC}
         self._subscriptions = [
             node.create_subscription(
-                msgtypes.rclpy_class(type_name), topic, self._callback_for(topic), qos, raw=True
+                msgtypes.rclpy_class(type_name), topic, self._callback_for(topic),
+                INSTRUCTION_QOS if topic in self._latched else qos, raw=True,
             )
             for topic, type_name in self._topics.items()
         ]
@@ -247,6 +253,10 @@ class BagRecorder:
             self._writer, self._path, self._write_error = writer, path, None
             self._last_flush = time.monotonic()
             self._connections, self._counts = {}, {topic: 0 for topic in self._topics}
+            stamp = self._node.get_clock().now().nanoseconds
+            for topic, data in self._latched.items():
+                if data is not None and stamp:
+                    self._guarded(lambda t=topic, d=data: self._write(t, stamp, d))
         return path
 
     @property
@@ -339,6 +349,8 @@ class BagRecorder:
         def on_message(data: bytes) -> None:
             stamp = self._node.get_clock().now().nanoseconds
             with self._lock:
+                if topic in self._latched:
+                    self._latched[topic] = bytes(data)
                 if self._writer is None:
                     return
                 if stamp == 0:  # sim time before the first /clock message

@@ -62,8 +62,10 @@ def write_bag(
     commanded_action: bool = False, corrupt_topic: Optional[str] = None,
     markers: Sequence[float] = (), marker_topic: str = "/oft/episode_start",
     camera_topic_pattern: str = names.CAMERA_TOPIC_PATTERN, calibration=CALIBRATION,
+    instructions: Sequence = (),
 ) -> Path:
-    """Write a bag of the suite's standard topics; ``corrupt_topic`` gets one truncated message mid-way."""
+    """Write a bag of the suite's standard topics; ``corrupt_topic`` gets one truncated message mid-way;
+    ``instructions``: (t seconds, text) messages on names.INSTRUCTION_TOPIC."""
     store = msgtypes.new_typestore()
     Image = store.types[msgtypes.IMAGE]
     JointState = store.types[msgtypes.JOINT_STATE]
@@ -104,6 +106,9 @@ def write_bag(
     Bool = store.types[msgtypes.BOOL]
     for t in markers:  # episode boundaries (std_msgs/Bool), received at t seconds
         events.append((T0_NS + int(round(t * 1e9)), marker_topic, msgtypes.BOOL, Bool(data=True)))
+    String = store.types[msgtypes.STRING]
+    for t, text in instructions:
+        events.append((T0_NS + int(round(t * 1e9)), names.INSTRUCTION_TOPIC, msgtypes.STRING, String(data=text)))
     events.sort(key=lambda e: e[0])
     corrupt_at = None
     if corrupt_topic is not None:

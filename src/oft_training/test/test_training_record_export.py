@@ -71,7 +71,9 @@ def _publish_and_record(bag_dir, storage, steps=60):
 def test_record_fit_export_read_back(tmp_path, storage):
     bag = tmp_path / "episode_000"
     summary = _publish_and_record(bag, storage)
-    assert all(count >= 40 for count in summary.message_counts.values()), summary.message_counts
+    counts = dict(summary.message_counts)
+    assert counts.pop(names.INSTRUCTION_TOPIC) == 0  # recorded when given; nobody gave one here
+    assert all(count >= 40 for count in counts.values()), summary.message_counts
 
     reader = open_bag(bag)
     try:
@@ -234,6 +236,23 @@ def test_episode_markers_split_a_bag(tmp_path):
     assert sample["frame_index"] == 0 and abs(sample["images"][0].mean() - synthetic.image_level(24)) < 1.5
 
 
+def test_each_episode_keeps_the_instruction_its_bag_recorded(tmp_path):
+    """The newest /oft/instruction at an episode's first frame (else the first during it) is its task; the
+    export's --instruction is only for bags that record none, and with neither the export refuses."""
+    bag = synthetic.write_bag(tmp_path / "bag", seconds=2.0, cameras=CAMERAS, markers=(0.8,),
+                              instructions=[(0.0, "pick up the red cube"), (0.9, "pick up the blue cube")])
+    export([bag], tmp_path / "ds", ExportOptions("unused", cameras=CAMERAS, min_frames=20,
+                                                 episode_topic="/oft/episode_start"), progress=False)
+    table = EpisodeTable(tmp_path / "ds")
+    assert [table.tasks[e] for e in range(2)] == ["pick up the red cube", "pick up the blue cube"]
+    plain = synthetic.write_bag(tmp_path / "plain", seconds=1.0, cameras=CAMERAS)
+    export([plain], tmp_path / "ds2", ExportOptions("fold the towel", cameras=CAMERAS, min_frames=20), progress=False)
+    assert EpisodeTable(tmp_path / "ds2").tasks[0] == "fold the towel"
+    with pytest.raises(BagError, match="records no instruction on /oft/instruction; pass --instruction"):
+        export([plain], tmp_path / "ds3", ExportOptions(cameras=CAMERAS, min_frames=20), progress=False)
+    assert not (tmp_path / "ds3").exists()
+
+
 def test_record_console_script_stops_cleanly_on_sigint(tmp_path, ros_env):
     """`record` in its own process: Ctrl-C closes the bag (metadata.yaml written), exit code 0."""
     import signal
@@ -321,3 +340,45 @@ def test_sim_time_recorder_files_nothing_before_the_first_clock(tmp_path):
     with AnyReader([tmp_path / "bag"]) as reader:
         stamps = [stamp for _, stamp, _ in reader.messages()]
     assert stamps == [7_000_000_000]
+
+
+def test_the_instruction_in_force_opens_every_bag(tmp_path):
+    """The instruction is latched: one given before a bag starts (or between two) is its first message."""
+    import rclpy
+    from rclpy.node import Node
+    from rosbags.highlevel import AnyReader
+    from std_msgs.msg import String
+
+    from oft_policy.qos import INSTRUCTION_QOS
+    from oft_training.recording import BagRecorder
+
+    rclpy.init()
+    node = Node("instruction_recorder_test")
+    try:
+        recorder = BagRecorder(node, {names.INSTRUCTION_TOPIC: "std_msgs/msg/String"})
+        publisher = node.create_publisher(String, names.INSTRUCTION_TOPIC, INSTRUCTION_QOS)
+
+        def spin(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+
+        publisher.publish(String(data="pick up the red cube"))
+        spin(0.5)
+        counts = []
+        for name in ("first", "second"):
+            with recorder.recording(tmp_path / name) as summary:
+                spin(0.2)
+            counts.append(summary.message_counts[names.INSTRUCTION_TOPIC])
+            publisher.publish(String(data="pick up the blue cube"))  # between the bags
+            spin(0.5)
+        recorder.close()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    assert counts == [1, 1]
+    texts = []
+    for name in ("first", "second"):
+        with AnyReader([tmp_path / name]) as reader:
+            texts += [reader.deserialize(raw, conn.msgtype).data for conn, _, raw in reader.messages()]
+    assert texts == ["pick up the red cube", "pick up the blue cube"]

@@ -4,6 +4,7 @@
   in diagnostics, if it cannot) and subscribes to the checkpoint's cameras, the
   arms' joint states and the executor's status;
 - activate: starts inference; deactivate: stops it; cleanup: unloads the model.
+- `instruction` may be set at any time (`ros2 param set`); the next chunk follows it.
 
 A chunk is computed when the executor's queue falls below `queue_low_threshold`
 (or at `fixed_rate_hz`), from the newest frame of every camera and the newest
@@ -36,6 +37,7 @@ from oft_msgs.msg import ActionChunk, ExecutorStatus
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import String
 
 from oft_policy import names
 from oft_policy.calibration import ConventionError
@@ -56,7 +58,7 @@ from oft_policy.nodes.params import (
     read_parameters,
 )
 from oft_policy.nodes.spin import spin_until_shutdown
-from oft_policy.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
+from oft_policy.qos import CHUNK_QOS, INSTRUCTION_QOS, SENSOR_QOS, STATUS_QOS
 from oft_policy.runtime.chunks import Chunk, PublishedChunks, chunk_start
 from oft_policy.runtime.latency import RollingStats, StageLatency
 from oft_policy.runtime.policy_inputs import TRIGGER_MODES, ChunkTrigger, InputBuffer
@@ -117,6 +119,22 @@ class PolicyNode(LifecycleNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, STATUS_QOS)
         self._diag_timer = self.create_timer(1.0 / self.get_parameter("diagnostics_rate_hz").value,
                                              self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.instruction_pub = self.create_publisher(String, names.INSTRUCTION_TOPIC, INSTRUCTION_QOS)
+
+    def _on_set_parameters(self, parameters):
+        """`instruction` may change at any time and applies to the next chunk; other parameters at configure."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        for parameter in parameters:
+            if parameter.name == "instruction":
+                text = parameter.value if isinstance(parameter.value, str) else ""
+                if not text.strip():
+                    return SetParametersResult(successful=False, reason="instruction must be a non-empty string")
+                if self.params:
+                    self.params["instruction"] = text
+                    self.instruction_pub.publish(String(data=text))
+        return SetParametersResult(successful=True)
 
     # ---- lifecycle ------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -185,6 +203,7 @@ class PolicyNode(LifecycleNode):
         self._input_subscriptions.append(self.create_subscription(
             ExecutorStatus, p["executor_status_topic"], self._on_executor_status, STATUS_QOS))
         self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, p["chunk_topic"], CHUNK_QOS)
+        self.instruction_pub.publish(String(data=p["instruction"]))  # latched: recordings keep what the robot was told
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.sequence = max(self.sequence, time.time_ns() // 1000)

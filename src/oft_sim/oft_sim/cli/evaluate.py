@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 
 from oft_sim.closed_loop import (
-    DEFAULT_INSTRUCTION, ClosedLoop, LoopSettings, add_chunk_timing_arguments, chunk_timing_settings, checkpoint_chunk_size, executed_per_chunk,
+    ClosedLoop, LoopSettings, add_chunk_timing_arguments, chunk_timing_settings, checkpoint_chunk_size, executed_per_chunk,
     render_size,
 )
+from oft_sim.tasks import TASKS
 from oft_sim.evaluation import plot_drift, rollout_frames, summarize, write_json, write_video
 from oft_policy import names
 from oft_policy.processes import exit_on_sigterm
@@ -27,13 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory (oft_policy format)")
-    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--task", default="transfer_cube", choices=sorted(TASKS))
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--first-seed", type=int, default=1000, help="first seed (default 1000: never used by scripted_demos' defaults)")
     add_chunk_timing_arguments(parser)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--max-steps", type=int, default=400, help="control steps per episode (default 400 = 8 s)")
-    parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    parser.add_argument("--instruction", help="one instruction for every episode (default: the task's, naming each "
+                                              "seed's target, e.g. its cube's colour)")
+    parser.add_argument("--swap-target", action="store_true",
+                        help="tasks that choose among objects: name the other one than the seed's default (the "
+                             "language-following check: the same scenes, the other instruction)")
     parser.add_argument(
         "--image-height", type=int,
         help="camera resolution; must match the training data (default: what the checkpoint was trained on, else 96x128)",
@@ -73,10 +78,12 @@ def run(args, log=print) -> dict:
     try:
         loop.start()
         for index, seed in enumerate(range(args.first_seed, args.first_seed + args.episodes)):
-            outcome = loop.run_episode(seed, record_video=bool(args.video) and index == 0)
+            target = loop.episode_target(seed, swap=args.swap_target)
+            outcome = loop.run_episode(seed, record_video=bool(args.video) and index == 0, target=target)
             outcomes.append(outcome)
+            named = f"named {outcome.target}, grasped {outcome.grasped or 'nothing'}, " if outcome.target else ""
             log(
-                f"seed {seed}: {'success' if outcome.success else 'failure'} (max reward {outcome.max_reward}, "
+                f"seed {seed}: {'success' if outcome.success else 'failure'} ({named}max reward {outcome.max_reward}, "
                 f"{outcome.steps} steps, {outcome.chunks} chunks, {outcome.wall_s:.1f} s"
                 + (f", executor halted: {outcome.halted}" if outcome.halted else "")
                 + ") "
@@ -93,6 +100,7 @@ def run(args, log=print) -> dict:
         record.drift,
         extra={
             "task": args.task,
+            **({"swapped_target": True} if args.swap_target else {}),
             "checkpoint": str(args.checkpoint),
             "chunk_size": checkpoint_chunk_size(args.checkpoint),
             "executed_per_chunk": executed_per_chunk(args.checkpoint, args.execute_steps),
@@ -131,6 +139,8 @@ def main(argv=None) -> int:
         f"on {result['task']} seeds {result['first_seed']}..{result['first_seed'] + result['episodes'] - 1}; "
         f"image-to-command p50/p95/p99 {latency['p50']}/{latency['p95']}/{latency['p99']} ms; "
         f"peak drift {result['peak_drift']}"
+        + (f"; named object {100 * result['named_object_rate']:.0f}% of {result['episodes_with_a_grasp']} grasps"
+           if "named_object_rate" in result else "")
         + (f"; results in {args.json}" if args.json else "")
     )
     return 0

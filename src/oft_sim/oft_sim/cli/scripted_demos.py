@@ -9,20 +9,22 @@ from oft_policy import names
 from oft_sim.demos import SUMMARY_FILENAME, record_scripted_demos, spread_seeds
 from oft_policy.processes import exit_on_sigterm
 from oft_sim.scripted_policy import EPISODE_STEPS
+from oft_sim.tasks import TASKS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripted_demos",
         description=(
-            "Run the scripted end-effector policy in the aloha_sim node as a teleoperation session: "
-            "leader arm joint states, follower commands through the emulated xs drivers, and one rosbag2 "
+            "Run the task's scripted demonstrator in the aloha_sim node as a teleoperation session: "
+            "leader arm joint states, follower commands through the emulated xs drivers, the episode's instruction "
+            "on /oft/instruction, and one rosbag2 "
             "per episode as `record` writes it on a real ALOHA (realsense camera topics, follower and "
             "leader joint states, /oft/commanded_action, /sim/reward, /sim/success). Only successful "
             "episodes are kept."
         ),
     )
-    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube"])
+    parser.add_argument("--task", default="transfer_cube", choices=[n for n, t in TASKS.items() if t.has_demonstrator])
     parser.add_argument("--episodes", type=int, required=True, help="episodes to attempt")
     parser.add_argument("--out", required=True, help="output directory (must not exist)")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first episode (default 0)")

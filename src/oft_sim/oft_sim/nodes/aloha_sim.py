@@ -42,6 +42,7 @@ from oft_policy.qos import SENSOR_QOS, STATUS_QOS
 from oft_sim import interface
 from oft_sim.lockstep import ChunkCoverage, CommandBuffer, StepGate
 from oft_sim.simulator import CONTROL_PERIOD_S, AlohaSim
+from oft_sim.tasks import TASKS
 from oft_policy.testing.xs_driver import DriverRefusal, XsArmState
 from oft_policy.testing.xs_driver_ros import DRIVER_QOS, joint_state_msg, serve_xs_driver
 
@@ -57,8 +58,9 @@ def _stamp(ns: int) -> Time:
 
 
 PARAMETERS = (
-    ParamSpec("task", "transfer_cube", "Task scene: transfer_cube or insertion."),
+    ParamSpec("task", "transfer_cube", f"Task (oft_sim.tasks): {', '.join(TASKS)}."),
     ParamSpec("seed", 0, "Seed of the object placement for the first episode and for every /sim/reset call."),
+    ParamSpec("target", "", "What the episode's instruction names, for tasks that choose (handover_by_color: red or blue); empty: the seed's default. Read at every /sim/reset."),
     ParamSpec("image_height", 96, "Rendered image height in pixels (all cameras)."),
     ParamSpec("image_width", 128, "Rendered image width in pixels (all cameras)."),
     ParamSpec("cameras", list(names.CAMERA_NAMES), "Cameras to render and publish (topics from camera_topic_pattern)."),
@@ -100,7 +102,7 @@ class AlohaSimNode(Node):
         self.sim_time_ns = SIM_TIME_START_NS
         self._rendered = (None, {})  # (sim time, camera -> Image) of the newest render
         self.episode = 0
-        self.sim.reset(p["seed"])
+        self.sim.reset(p["seed"], p["target"] or None)
         self.commands = CommandBuffer(self.sim.joint_positions())
         self.calibration = calibration_from_parameters(p)
         self.robots = list(p["robot_names"])
@@ -241,7 +243,11 @@ class AlohaSimNode(Node):
 
     def _on_reset(self, request, response):
         seed = int(self.get_parameter("seed").value)
-        self.sim.reset(seed)
+        try:
+            self.sim.reset(seed, self.get_parameter("target").value or None)
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+            return response
         self.episode += 1
         self.commands.reset(self.sim.joint_positions())
         self.sim_time_ns += _PERIOD_NS
@@ -292,6 +298,8 @@ class AlohaSimNode(Node):
             {
                 "episode": self.episode,
                 "seed": self.sim.seed,
+                "target": self.sim.target,
+                "grasped": self.sim.grasped,
                 "step": self.sim.steps,
                 "reward": self.sim.reward,
                 "max_reward": self.sim.max_reward,

@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bags", nargs="+", required=True, help="bag dirs, dirs of bags, or ALOHA hdf5 episode files")
     parser.add_argument("--out", required=True, help="dataset directory to create (must not exist)")
-    parser.add_argument("--instruction", required=True, help="task instruction stored with every episode")
+    parser.add_argument("--instruction", default="",
+                        help="task instruction of every episode whose bag records none on /oft/instruction (and of hdf5 "
+                             "episodes); a bag's own recorded instruction wins")
     parser.add_argument("--cameras", nargs="+", default=list(names.CAMERA_NAMES), help="camera names")
     parser.add_argument("--fps", type=int, default=50, help="dataset frame rate (default 50, ALOHA's)")
     parser.add_argument("--action-source", choices=ACTION_SOURCES, default="auto",
