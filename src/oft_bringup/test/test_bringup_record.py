@@ -70,7 +70,8 @@ def test_another_camera_pattern_records_its_topics_with_a_made_overrides_file(tm
     recorder = _recorder(tmp_path / "bag", True, False, tmp_path / "scratch", camera_topic_pattern=pattern)
     argv = process_argv(recorder)
     topics = names.camera_topics(pattern=pattern)
-    assert set(argv[argv.index("-o") + 2:]) == {*topics, *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS}
+    assert set(argv[argv.index("-o") + 2:]) == {*topics, *names.FOLLOWER_JOINT_STATE_TOPICS, *names.LEADER_JOINT_STATE_TOPICS,
+                                                 names.INSTRUCTION_TOPIC}
     overrides = argv[argv.index("--qos-profile-overrides-path") + 1]
     ((path, text),) = recorder.writes
     assert path == overrides and Path(path).parent == tmp_path / "scratch"

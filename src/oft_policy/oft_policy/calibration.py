@@ -19,6 +19,8 @@ normalizer statistics record the convention and calibration they were made with
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Optional, Sequence, Tuple
@@ -172,11 +174,18 @@ def leader_action_arm(joint_names: Sequence[str], positions: Sequence[float], ca
 
 
 def _by_name(joint_names: Sequence[str], positions: Sequence[float], wanted: Sequence[str], what: str) -> np.ndarray:
-    index = {name: i for i, name in enumerate(joint_names)}
-    missing = [n for n in wanted if n not in index or index[n] >= len(positions)]
+    columns = _columns(tuple(joint_names), tuple(wanted))
+    missing = [n for n, c in zip(wanted, columns) if c < 0 or c >= len(positions)]
     if missing:
         raise ConventionError(f"{what} lacks {', '.join(missing)} (names: {list(joint_names)})")
-    return np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+    return np.array([positions[c] for c in columns], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(joint_names: tuple, wanted: tuple) -> tuple:
+    """Where each wanted name sits in a message's names (-1: absent); a driver sends the same names at 100 Hz."""
+    index = {name: i for i, name in enumerate(joint_names)}
+    return tuple(index.get(name, -1) for name in wanted)
 
 
 def arm_command(action_arm: Sequence[float], calibration: Calibration) -> Tuple[list, float]:

@@ -384,3 +384,14 @@ def test_bad_configuration_refuses_to_start(ros_env, tmp_path, params, message):
     finally:
         support.stop_process(node)
     assert message in log.read_text()
+
+
+def test_executor_states_are_the_message_constants():
+    """ExecutorState is the one definition the runtime uses; oft_msgs/ExecutorStatus carries the same values."""
+    from oft_msgs.msg import ExecutorStatus
+
+    from oft_policy.runtime import ExecutorState
+
+    constants = {name: getattr(ExecutorStatus, name) for name in dir(ExecutorStatus)
+                 if name.isupper() and isinstance(getattr(ExecutorStatus, name), int)}
+    assert constants == {state.name: state.value for state in ExecutorState}

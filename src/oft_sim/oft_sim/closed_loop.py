@@ -279,10 +279,10 @@ class ClosedLoop:
         }
         client = self.node.create_client(ChangeState, f"/{POLICY_NODE}/change_state")
         try:
-            self._wait(client.service_is_ready, 120.0, "the policy node's lifecycle service", self._policy_proc)
-            future = client.call_async(ChangeState.Request(transition=Transition(id=ids[transition])))
-            self._wait(future.done, timeout_s, f"policy_node {transition}", self._policy_proc)
-            if not future.result().success:
+            request = ChangeState.Request(transition=Transition(id=ids[transition]))
+            # Up to 120 s for the service to appear (a loaded machine starting the node), then the transition.
+            result = call_with_deadline(client, request, self._spin_watching(self._policy_proc), 120.0 + timeout_s)
+            if not result.success:
                 raise RuntimeError(
                     f"policy_node refused to {transition}; its log:\n{self._policy_proc.log_tail()}"
                 )
@@ -312,7 +312,7 @@ class ClosedLoop:
         try:
             value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=instruction)
             request = SetParameters.Request(parameters=[Parameter(name="instruction", value=value)])
-            result = call_with_deadline(client, request, self.spin, 30.0)
+            result = call_with_deadline(client, request, self._spin_watching(self._policy_proc), 30.0)
         finally:
             self.node.destroy_client(client)
         if not result.results[0].successful:
@@ -450,12 +450,23 @@ class ClosedLoop:
     def _wait(self, predicate, timeout_s: float, what: str, process: Optional[NodeProcess] = None) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate():
-            for proc in (self._sim_proc, process):
-                if proc is not None and not proc.alive():
-                    raise RuntimeError(f"{proc.name} exited while waiting for {what}; its log:\n{proc.log_tail()}")
+            self._check_alive(what, process)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self.spin(0.01)
+
+    def _check_alive(self, what: str, process: Optional[NodeProcess]) -> None:
+        for proc in (self._sim_proc, process):
+            if proc is not None and not proc.alive():
+                raise RuntimeError(f"{proc.name} exited while waiting for {what}; its log:\n{proc.log_tail()}")
+
+    def _spin_watching(self, process: NodeProcess):
+        """A spin for call_with_deadline that stops, with the log, once the simulator or `process` exits."""
+        def spin(seconds: float) -> None:
+            self._check_alive(f"a service of {process.name}", process)
+            self.spin(seconds)
+
+        return spin
 
     def _stop_executor(self) -> None:
         if self._executor_proc is not None:

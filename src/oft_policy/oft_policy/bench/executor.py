@@ -129,17 +129,11 @@ class BenchNode:
         return self._call(ChangeState, f"/{node_name}/change_state", request, timeout).success
 
     def _call(self, srv_type, service, request, timeout):
+        from oft_policy.nodes.services import call_with_deadline
+
         client = self.node.create_client(srv_type, service)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise RuntimeError(f"service {service} not available")
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no reply from {service}")
-                time.sleep(0.01)
-            return future.result()
+            return call_with_deadline(client, request, time.sleep, timeout)  # a thread spins the node
         finally:
             self.node.destroy_client(client)
 
