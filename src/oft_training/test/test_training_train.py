@@ -77,7 +77,7 @@ def test_killed_while_writing_checkpoints_resume_takes_the_last_complete_one(tin
     continues from the newest one. How many kills fell inside a checkpoint write is counted (staging left)."""
     from oft_policy.testing.reliability import record_outcome
 
-    from oft_training.trainer import latest_checkpoint
+    from oft_training.run_files import latest_checkpoint
 
     out = tmp_path / "run"
     env = dict(ros_env, OMP_NUM_THREADS="1")
@@ -236,7 +236,7 @@ def test_proprio_noise_only_in_training_batches():
     import torch
     from oft_policy.model import OFTConfig
     from oft_policy.model.build import build_tokenizer
-    from oft_training.trainer import Batcher
+    from oft_training.batching import Batcher
 
     config = OFTConfig(backbone="tiny", camera_names=("cam_high",), chunk_size=2)
     tokenizer = build_tokenizer(config)
@@ -280,7 +280,7 @@ def test_prefix_conditioned_training_masks_the_committed_rows_and_loads_for_infe
     """model.max_prefix_steps: training batches carry 0..N committed rows each (validation none), the loss
     leaves them out, and the checkpoint continues committed actions at inference."""
     import torch
-    from oft_training.trainer import Batcher, loss_mask
+    from oft_training.batching import Batcher, loss_mask
 
     config = load_config(TINY_CONFIG, [
         f"data.dataset={tiny_dataset}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=3",

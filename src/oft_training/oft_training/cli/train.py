@@ -47,7 +47,7 @@ def main_impl(argv=None) -> int:
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Check the data and model settings once, before starting workers.
         from oft_training.dataset import EpisodeTable
-        from oft_training.trainer import build_oft_config, split_episodes
+        from oft_training.run_inputs import build_oft_config, split_episodes
 
         table = EpisodeTable(config["data"]["dataset"])
         split_episodes(table, int(config["data"]["val_episodes"]))
