@@ -275,3 +275,101 @@ def scripted_transfer(sim: AlohaSim, cube: str, steps: int = EPISODE_STEPS) -> n
         scratch.step(action)
     handover_cube = cube_position(scratch.physics)
     return _solve(arms, qpos, transfer_cube_waypoints(where, *starts, right_base, handover_cube), steps)
+
+
+INSERT_MEET = np.array([0.0, 0.5, 0.2])
+"""Where the socket's opening and the peg's tip meet (world frame, m)."""
+
+
+def insertion_waypoints(peg, socket, left_start: Waypoint, right_start: Waypoint, left_base_xy, right_base_xy,
+                        socket_at_meet=None, peg_offset=None) -> Tuple[List[Waypoint], List[Waypoint]]:
+    """Left gripper lifts the socket by its side walls, right gripper the peg by its middle; both
+    carry them level to the meeting point, peg 4 cm outside the socket's opening, then the right
+    pushes the peg along -x until its tip is 3 cm inside (the pin starts 2 cm in).
+
+    `socket_at_meet` is where the socket really is once held at the meeting point and `peg_offset`
+    the peg centre's offset from the right grasp point there (a first pass measures both); None
+    aims with the nominal grasp."""
+    pick = GRASP_PITCH
+    socket_grasp = np.asarray(socket, dtype=np.float64) + [0, 0, GRASP_ABOVE_CENTER]
+    peg_grasp = np.asarray(peg, dtype=np.float64) + [0, 0, 0.004]
+    left_roll = square_to_world_roll(left_base_xy, socket_grasp, pick)
+    right_roll = square_to_world_roll(right_base_xy, peg_grasp, pick)
+    socket_hold = INSERT_MEET + [-0.06, 0, 0]  # the socket's centre: its +x opening at the meeting point
+    socket_now = socket_hold if socket_at_meet is None else np.asarray(socket_at_meet, dtype=np.float64)
+    offset = np.zeros(3) if peg_offset is None else np.asarray(peg_offset, dtype=np.float64)
+    # Peg centre on the socket's axis: 10 cm past its centre (tip 4 cm out), then 3 cm past the pin's end.
+    outside = socket_now + [0.16, 0, 0] - offset
+    inside = socket_now + [0.04, 0, 0] - offset
+    meet_roll_left = square_to_world_roll(left_base_xy, socket_hold, pick)
+    meet_roll_right = square_to_world_roll(right_base_xy, outside, pick)
+    left = [
+        left_start,
+        Waypoint(70, tuple(socket_grasp + [0, 0, 0.08]), pick, left_roll, GRIPPER_OPEN),
+        Waypoint(110, tuple(socket_grasp), pick, left_roll, GRIPPER_OPEN),
+        Waypoint(140, tuple(socket_grasp), pick, left_roll, GRIPPER_CLOSED),
+        Waypoint(160, tuple(socket_grasp + [0, 0, 0.04]), pick, left_roll, GRIPPER_CLOSED),
+        Waypoint(230, tuple(socket_hold + [0, 0, GRASP_ABOVE_CENTER]), pick, meet_roll_left, GRIPPER_CLOSED),
+        Waypoint(EPISODE_STEPS, tuple(socket_hold + [0, 0, GRASP_ABOVE_CENTER]), pick, meet_roll_left, GRIPPER_CLOSED),
+    ]
+    right = [
+        right_start,
+        Waypoint(70, tuple(peg_grasp + [0, 0, 0.08]), pick, right_roll, GRIPPER_OPEN),
+        Waypoint(110, tuple(peg_grasp), pick, right_roll, GRIPPER_OPEN),
+        Waypoint(140, tuple(peg_grasp), pick, right_roll, GRIPPER_CLOSED),
+        Waypoint(160, tuple(peg_grasp + [0, 0, 0.04]), pick, right_roll, GRIPPER_CLOSED),
+        Waypoint(230, tuple(outside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
+        Waypoint(260, tuple(outside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
+        Waypoint(330, tuple(inside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
+        Waypoint(EPISODE_STEPS, tuple(inside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
+    ]
+    return left, right
+
+
+INSERT_MEASURE_STEP = 255
+"""Step at which both objects are held still at the meeting point (the first pass measures them)."""
+
+INSERT_ENTRY_STEP = 285
+"""Step at which the peg's tip reaches the socket's opening (later passes measure its aim there)."""
+
+
+def scripted_insertion(sim: AlohaSim, steps: int = EPISODE_STEPS, passes: int = 4) -> np.ndarray:
+    """Joint trajectory (steps x 14) inserting the peg into the socket in a just-reset simulator.
+
+    Physics is deterministic, so the plan is refined on scratch copies of the scene: the first
+    pass measures where the socket and the peg really are once held at the meeting point; each
+    later one where the peg's tip is, across the socket's axis, as it reaches the opening (the
+    arm sags differently as it reaches in), and moves the approach by that miss."""
+    model = sim.physics.model.ptr
+    qpos = np.array(sim.physics.data.qpos)
+    arms = (ArmIK(model, "left"), ArmIK(model, "right"))
+    for arm in arms:
+        arm.calibrate(qpos)
+    starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, sim.joint_positions()[[6, 13]])]
+    body = lambda geom: sim.physics.model.geom_bodyid[sim.physics.model.name2id(geom, "geom")]  # noqa: E731
+    peg_body, socket_body = body("red_peg"), body("socket-1")
+    peg = np.array(sim.physics.data.xpos[peg_body])
+    socket = np.array(sim.physics.data.xpos[socket_body])
+    peg[2] = sim.physics.named.model.geom_size["red_peg"][2]
+    socket[2] = 0.022  # the socket's bottom wall is 2.2 cm below its centre
+    bases = (arms[0].base_xy, arms[1].base_xy)
+    plan = _solve(arms, qpos, insertion_waypoints(peg, socket, *starts, *bases), steps)
+    scratch = AlohaSim(sim.task, cameras=())
+    socket_at_meet, peg_offset = None, None
+    for _ in range(passes):
+        scratch.reset(sim.seed, sim.target)
+        for step, action in enumerate(plan[:INSERT_ENTRY_STEP]):
+            scratch.step(action)
+            if step + 1 == INSERT_MEASURE_STEP and socket_at_meet is None:
+                socket_at_meet = np.array(scratch.physics.data.xpos[socket_body])
+                grasp = arms[1].pose(np.array(scratch.physics.data.qpos))[0]
+                peg_offset = np.array(scratch.physics.data.xpos[peg_body]) - grasp
+                break
+        else:
+            rotation = scratch.physics.data.xmat[peg_body].reshape(3, 3)
+            tip = scratch.physics.data.xpos[peg_body] - 0.06 * rotation[:, 0]
+            axis = scratch.physics.data.xpos[socket_body]
+            miss = np.array([0.0, tip[1] - axis[1], tip[2] - axis[2]])
+            peg_offset = peg_offset + miss  # aim the tip, not the centre, at the axis
+        plan = _solve(arms, qpos, insertion_waypoints(peg, socket, *starts, *bases, socket_at_meet, peg_offset), steps)
+    return plan

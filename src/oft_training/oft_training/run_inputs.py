@@ -16,34 +16,24 @@ from oft_policy.normalization import NormalizationStats
 
 from oft_training.dataset import EpisodeTable
 from oft_training.lerobot_format import image_key
-from oft_training.train_config import ACTION_HEADS, TrainConfigError
+from oft_training.train_config import TrainConfigError
 
 
 def build_oft_config(config: dict, table: EpisodeTable) -> OFTConfig:
-    """The model section and the dataset's names -> OFTConfig (action_dim must agree)."""
-    model = config["model"]
+    """The model section (OFTConfig's own keys) with the dataset's cameras, joint names and fps."""
+    model = dict(config["model"])
     if model["action_dim"] != table.action_dim:
         raise TrainConfigError(
             f"dataset {table.root} has action_dim {table.action_dim} but config model.action_dim is {model['action_dim']}"
         )
-    cameras = tuple(model["cameras"] or table.cameras)
+    cameras = tuple(model.pop("camera_names") or table.cameras)
     missing = [c for c in cameras if c not in table.cameras]
     if missing:
         raise TrainConfigError(f"dataset {table.root} has no camera {', '.join(missing)} (has {', '.join(table.cameras)})")
     joint_names = table.joint_names if len(table.joint_names) == table.action_dim else tuple(
         f"joint_{i}" for i in range(table.action_dim))
-    return OFTConfig(
-        backbone=model["backbone"], openvla_path=model["openvla_path"], decoding=ACTION_HEADS[model["action_head"]],
-        chunk_size=model["chunk_size"], action_dim=model["action_dim"], camera_names=cameras, joint_names=joint_names,
-        control_period_s=1.0 / table.fps, use_proprio=model["use_proprio"], use_film=model["use_film"],
-        image_size=model["image_size"], center_crop_scale=model["center_crop_scale"], finetune=model["finetune"],
-        lora_rank=model["lora_rank"], lora_dropout=model["lora_dropout"], freeze_vision=model["freeze_vision_backbone"],
-        gradient_checkpointing=model["gradient_checkpointing"], attn_implementation=model["attn_implementation"],
-        head_hidden_dim=model["head_hidden_dim"], tiny_llm_hidden=model["tiny_llm_hidden"],
-        tiny_llm_layers=model["tiny_llm_layers"], tiny_llm_heads=model["tiny_llm_heads"], tiny_vision=model["tiny_vision"],
-        max_prefix_steps=model["max_prefix_steps"],
-        extra={"dataset": str(table.root), "camera_shapes": camera_shapes(table, cameras)},
-    )
+    return OFTConfig(**model, camera_names=cameras, joint_names=joint_names, control_period_s=1.0 / table.fps,
+                     extra={"dataset": str(table.root), "camera_shapes": camera_shapes(table, cameras)})
 
 
 def camera_shapes(table: EpisodeTable, cameras) -> dict:

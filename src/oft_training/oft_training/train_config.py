@@ -1,7 +1,8 @@
 """The training configuration: YAML sections model, training, loss, data, optimizer, ddp.
 
-Every key has a default here; a YAML file and ``section.key=value`` overrides
-replace them. An unknown section or key is an error that names the known ones.
+Every key has a default here (the model section's are OFTConfig's); a YAML file and
+``section.key=value`` overrides replace them. An unknown section or key is an error that names
+the known ones, and a renamed key names its new name.
 """
 
 from __future__ import annotations
@@ -14,31 +15,9 @@ from typing import Iterable, Optional
 import yaml
 
 SECTIONS = {
-    "model": {
-        "backbone": "tiny",              # tiny | openvla
-        "openvla_path": None,            # local copy of openvla/openvla-7b (backbone openvla)
-        "load_base_weights": True,       # false: 7B-sized random weights (memory/speed benchmarks only)
-        "freeze_vision_backbone": True,  # FiLM layers still train
-        "action_head": "l1_regression",  # l1_regression (parallel decoding) | last_token_mlp
-        "chunk_size": 25,
-        "action_dim": 14,                # must equal the dataset's action dimension
-        "cameras": None,                 # default: every camera of the dataset
-        "finetune": "lora",              # lora | full
-        "lora_rank": 32,
-        "lora_dropout": 0.0,
-        "use_proprio": True,
-        "use_film": True,
-        "image_size": 0,                 # 0: the backbone's native size
-        "center_crop_scale": 0.9,        # training random crop area; inference center crop
-        "gradient_checkpointing": False,
-        "attn_implementation": "sdpa",
-        "head_hidden_dim": 0,
-        "tiny_llm_hidden": 64,
-        "tiny_llm_layers": 2,
-        "tiny_llm_heads": 2,
-        "tiny_vision": "vit",            # tiny backbone: vit (random towers) | efficientnet_lite0 (ImageNet CNN)
-        "max_prefix_steps": 0,           # >0: prefix-conditioned head; each sample continues 0..N committed rows
-    },
+    # The model section is the policy's OFTConfig (oft_policy.model.config): the same keys, defaults and checks,
+    # except what the dataset gives (joint names, control period) and camera_names null: the dataset's cameras.
+    "model": {},  # filled from OFTConfig below
     "training": {
         "output_dir": "runs/oft_aloha",
         "max_steps": 10000,
@@ -56,6 +35,7 @@ SECTIONS = {
         "wandb_project": "oft_ros",
         "threads": 0,                    # torch CPU threads per process (0: torch default)
         "init_from": None,               # a checkpoint directory whose weights start the run (same architecture)
+        "load_base_weights": True,       # false: 7B-sized random weights (memory/speed benchmarks only)
     },
     "loss": {"kind": "l1", "huber_delta": 1.0},
     "data": {
@@ -83,7 +63,16 @@ SECTIONS = {
     },
 }
 _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-ACTION_HEADS = {"l1_regression": "parallel", "last_token_mlp": "last_token_mlp"}
+DATASET_FIELDS = ("joint_names", "control_period_s", "extra")
+"""OFTConfig fields a run takes from its dataset (names, fps) and notes itself, not from the model section."""
+
+TRAINABLE_DECODINGS = ("parallel", "last_token_mlp")  # what chunk_regression_loss trains
+RENAMED = {
+    "model.action_head": "model.decoding (parallel for l1_regression, or last_token_mlp)",
+    "model.freeze_vision_backbone": "model.freeze_vision",
+    "model.cameras": "model.camera_names",
+    "model.load_base_weights": "training.load_base_weights",
+}
 
 
 class TrainConfigError(ValueError):
@@ -101,11 +90,43 @@ def _merge(base: dict, update: dict, origin: str) -> None:
         if not isinstance(values, dict):
             raise TrainConfigError(f"{origin}: section {section!r} must be a mapping")
         for key, value in values.items():
+            if f"{section}.{key}" in RENAMED:
+                raise TrainConfigError(f"{origin}: {section}.{key} is now {RENAMED[f'{section}.{key}']}")
             if key not in SECTIONS[section]:
                 raise TrainConfigError(
                     f"{origin}: unknown key {section}.{key}; known keys of {section}: {', '.join(SECTIONS[section])}"
                 )
             base[section][key] = value
+
+
+def model_section_defaults() -> dict:
+    """OFTConfig's fields and defaults, less DATASET_FIELDS; camera_names None (the dataset's cameras)."""
+    import dataclasses
+
+    from oft_policy.model.config import OFTConfig
+
+    defaults = {field.name: field.default for field in dataclasses.fields(OFTConfig) if field.name not in DATASET_FIELDS}
+    defaults["camera_names"] = None
+    return defaults
+
+
+SECTIONS["model"] = model_section_defaults()
+
+
+def model_config_error(model: dict) -> Optional[str]:
+    """Why OFTConfig refuses the model section (checked with placeholder joint names), or None."""
+    from oft_policy.model.config import ConfigError, OFTConfig
+
+    values = {key: value for key, value in model.items() if value is not None}
+    values.setdefault("openvla_path", "given at run time")  # shipped configs leave it to an override
+    dim = model.get("action_dim")
+    if _is_whole(dim) and dim > 0:
+        values["joint_names"] = tuple(f"joint_{i}" for i in range(dim))
+    try:
+        OFTConfig(**values)
+    except (ConfigError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def parse_override(text: str) -> dict:
@@ -161,8 +182,8 @@ def _is_whole(value) -> bool:
 
 def validate(config: dict) -> None:
     model, training, opt = config["model"], config["training"], config["optimizer"]
-    if model["action_head"] not in ACTION_HEADS:
-        raise TrainConfigError(f"model.action_head {model['action_head']!r} is not one of {list(ACTION_HEADS)}")
+    if model["decoding"] not in TRAINABLE_DECODINGS:
+        raise TrainConfigError(f"model.decoding {model['decoding']!r}: train trains one of {list(TRAINABLE_DECODINGS)}")
     positive = [("training", "max_steps"), ("training", "batch_size"), ("training", "grad_accumulation"),
                 ("training", "checkpoint_every"), ("training", "validate_every"), ("training", "log_every"),
                 ("model", "chunk_size"), ("model", "action_dim"), ("ddp", "nproc_per_node")]
@@ -191,6 +212,9 @@ def validate(config: dict) -> None:
     init = training["init_from"]
     if init is not None and not (Path(init) / "model.safetensors").is_file():
         raise TrainConfigError(f"training.init_from {init!r} is not a checkpoint directory (no model.safetensors)")
+    refused = model_config_error(model)
+    if refused:
+        raise TrainConfigError(f"model section: {refused}")
     if not config["data"]["dataset"]:
         raise TrainConfigError("data.dataset is not set (the exported LeRobot dataset directory)")
 

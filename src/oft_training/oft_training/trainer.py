@@ -139,7 +139,7 @@ def _model_and_optimizer(config, oft_config, device, dist, checkpoint):
     """The model in the backbone's training dtype (fp32 on CPU, bf16 on GPU, as openvla-oft trains), its
     tokenizer and AdamW, restored from `checkpoint` or warm-started from training.init_from."""
     tcfg, ocfg = config["training"], config["optimizer"]
-    model = build_model(oft_config, device=device, seed=tcfg["seed"], load_base_weights=config["model"]["load_base_weights"])
+    model = build_model(oft_config, device=device, seed=tcfg["seed"], load_base_weights=tcfg["load_base_weights"])
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=ocfg["lr"], betas=tuple(ocfg["betas"]), weight_decay=ocfg["weight_decay"])
     start_step = 0

@@ -38,7 +38,7 @@ def test_shipped_configs_load():
 
 def test_overrides_parse_and_fail_clearly():
     assert parse_override("optimizer.lr=3e-4") == {"optimizer": {"lr": 3e-4}}
-    assert parse_override("model.cameras=[cam_high]") == {"model": {"cameras": ["cam_high"]}}
+    assert parse_override("model.camera_names=[cam_high]") == {"model": {"camera_names": ["cam_high"]}}
     with pytest.raises(TrainConfigError, match="section.key=value"):
         parse_override("lr=3")
     with pytest.raises(TrainConfigError, match="data.dataset is not set"):
@@ -48,6 +48,26 @@ def test_overrides_parse_and_fail_clearly():
     for bad in ("-0.1", ".nan", "true", "loud"):
         with pytest.raises(TrainConfigError, match="proprio_noise_std must be a number >= 0"):
             load_config(None, ["data.dataset=x", f"training.proprio_noise_std={bad}"])
+
+
+def test_the_model_section_is_the_policy_config():
+    """Same keys and defaults as OFTConfig (less what the dataset gives), its checks at load, old names refused."""
+    import dataclasses
+
+    from oft_policy.model.config import OFTConfig
+    from oft_training.train_config import DATASET_FIELDS
+
+    model = load_config(None, ["data.dataset=x"])["model"]
+    fields = {f.name: f.default for f in dataclasses.fields(OFTConfig) if f.name not in DATASET_FIELDS}
+    assert set(model) == set(fields)
+    assert {k: v for k, v in model.items() if k != "camera_names"} == {k: v for k, v in fields.items() if k != "camera_names"}
+    assert model["camera_names"] is None  # the dataset's cameras
+    with pytest.raises(TrainConfigError, match="model.action_head is now model.decoding"):
+        load_config(None, ["data.dataset=x", "model.action_head=l1_regression"])
+    with pytest.raises(TrainConfigError, match="model section: max_prefix_steps must lie in"):
+        load_config(None, ["data.dataset=x", "model.chunk_size=4", "model.max_prefix_steps=4"])
+    with pytest.raises(TrainConfigError, match="train trains one of"):
+        load_config(None, ["data.dataset=x", "model.decoding=autoregressive"])
 
 
 def test_record_stops_cleanly_when_a_signal_lands_inside_spin_once(monkeypatch):

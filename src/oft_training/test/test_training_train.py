@@ -266,7 +266,7 @@ def test_sim_recipe_trains_on_frozen_imagenet_features(tiny_dataset, tmp_path):
         "training.validate_every=1000", "training.checkpoint_every=4", "training.batch_size=2",
         "optimizer.warmup_steps=1", "optimizer.first_cycle_steps=0",
     ])
-    assert config["model"]["tiny_vision"] == "efficientnet_lite0" and config["model"]["freeze_vision_backbone"]
+    assert config["model"]["tiny_vision"] == "efficientnet_lite0" and config["model"]["freeze_vision"]
     train(config, progress=False)
     policy = load_policy(tmp_path / "run" / "checkpoints" / "step_0000004" / "policy")
     imagenet = EfficientNetLiteStages()

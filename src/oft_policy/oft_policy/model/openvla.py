@@ -115,7 +115,9 @@ def weight_files(path) -> list:
 
 def is_oft_addition(name: str) -> bool:
     """Parameters OFT adds on top of OpenVLA (absent from the published weights)."""
-    return name.startswith(("action_head.", "proprio_projector.")) or ".film_" in name or "lora_" in name
+    from oft_policy.model.oft import OFT_MODULE_PREFIXES
+
+    return name.startswith(OFT_MODULE_PREFIXES) or ".film_" in name or "lora_" in name
 
 
 def load_published_weights(model, path) -> None:

@@ -38,3 +38,8 @@ class Insertion(SimTask):
         if both:
             return 2 if in_air else 1
         return 0
+
+    def demonstrate(self, sim, steps: int) -> np.ndarray:
+        from oft_sim.scripted_policy import scripted_insertion
+
+        return scripted_insertion(sim, steps)
