@@ -73,3 +73,19 @@ def test_failed_demo_is_discarded_and_counted(console, ros_env, tmp_path):
     assert "0 of 1 episodes succeeded" in done.stdout
     assert not list(out.glob("episode_*"))
     assert json.loads((out / "demos.json").read_text())["episodes"][0]["bag"] is None
+
+
+def test_demos_of_a_task_that_names_its_object_record_each_instruction(console, ros_env, tmp_path):
+    """handover_by_color: each episode's bag carries the instruction naming its cube, and export keeps it."""
+    from oft_sim.tasks import get_task
+    from oft_training.dataset import EpisodeTable
+    from oft_training.exporter import ExportOptions, export
+
+    out = tmp_path / "demos"
+    done = run_demos(console, ros_env, out, "--task", "handover_by_color")
+    assert done.returncode == 0, done.stdout + done.stderr
+    episode = json.loads((out / "demos.json").read_text())["episodes"][0]
+    task = get_task("handover_by_color")
+    assert episode["target"] == task.default_target(3) and episode["instruction"] == task.instruction(episode["target"])
+    export([out / "episode_000"], tmp_path / "dataset", ExportOptions(min_frames=20), progress=False)
+    assert EpisodeTable(tmp_path / "dataset").tasks[0] == episode["instruction"]
