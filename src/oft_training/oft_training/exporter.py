@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.stamps import NS_PER_S
 from oft_policy.calibration import DEFAULT_CALIBRATION, Calibration, check_gripper_range, convention_record
 from tqdm import tqdm
 
@@ -46,7 +47,6 @@ from oft_training.fitting import resolve_action_source
 from oft_training.lerobot_format import DEFAULT_CODEC, DatasetFormatError, LeRobotWriter
 from oft_training.recording import COMMANDED_ACTION_TOPIC
 
-NS = 1_000_000_000
 PROVENANCE_PATH = "meta/oft_export.json"  # not a LeRobot file: LeRobot's loader ignores it
 
 
@@ -106,8 +106,8 @@ def frame_times(streams: Sequence[np.ndarray], fps: int) -> np.ndarray:
     end = min(int(t[-1]) for t in streams)
     if end < start:
         return np.zeros(0, dtype=np.int64)
-    count = (end - start) * fps // NS + 1
-    return start + (np.arange(count, dtype=np.int64) * NS) // fps
+    count = (end - start) * fps // NS_PER_S + 1
+    return start + (np.arange(count, dtype=np.int64) * NS_PER_S) // fps
 
 
 def largest_gap(times: np.ndarray, start: int, end: int) -> float:
@@ -115,7 +115,7 @@ def largest_gap(times: np.ndarray, start: int, end: int) -> float:
     inside = times[(times >= start) & (times <= end)]
     previous = times[times <= start][-1:]
     points = np.concatenate([previous, inside, [end]])
-    return float(np.max(np.diff(points)) / NS) if points.shape[0] > 1 else 0.0
+    return float(np.max(np.diff(points)) / NS_PER_S) if points.shape[0] > 1 else 0.0
 
 
 class BagEpisode:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
 from oft_policy import names
+from oft_policy.stamps import split_ns
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -154,8 +155,8 @@ def _rosbags_qos(profile) -> Qos:
     """rclpy QoSProfile -> the rosbags record written to a topic's metadata."""
 
     def duration(d) -> QosTime:
-        nanoseconds = int(getattr(d, "nanoseconds", 0))
-        return QosTime(sec=nanoseconds // 1_000_000_000, nsec=nanoseconds % 1_000_000_000)
+        sec, nanosec = split_ns(int(getattr(d, "nanoseconds", 0)))
+        return QosTime(sec=sec, nsec=nanosec)
 
     return Qos(
         history=_enum(QosHistory, profile.history, QosHistory.UNKNOWN),

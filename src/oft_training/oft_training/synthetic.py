@@ -15,12 +15,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.stamps import NS_PER_S, split_ns
 
 from oft_training import msgtypes
 from oft_policy.calibration import DEFAULT_CALIBRATION
 from oft_training.recording import COMMANDED_ACTION_TOPIC, open_writer
 
-T0_NS = 1_700_000_000 * 1_000_000_000
+T0_NS = 1_700_000_000 * NS_PER_S
 
 
 CALIBRATION = DEFAULT_CALIBRATION
@@ -76,7 +77,8 @@ def write_bag(
     events = []  # (time_ns, topic, type, message)
 
     def header(t_ns):
-        return Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id="")
+        sec, nanosec = split_ns(t_ns)
+        return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id="")
 
     arm_names = list(names.DRIVER_JOINT_STATE_NAMES)
     for k in range(int(seconds * joint_hz)):

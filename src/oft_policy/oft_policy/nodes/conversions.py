@@ -11,6 +11,7 @@ import io
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
+from oft_policy.stamps import seconds_to_ns, split_ns, stamp_to_ns
 from oft_policy.calibration import observed_arm
 from oft_policy.runtime.chunks import Chunk
 
@@ -26,24 +27,26 @@ class ImageConversionError(ValueError):
     """An image message that cannot be turned into an RGB array."""
 
 
-# ---- time -------------------------------------------------------------------------
+# ---- time (oft_policy.stamps does the arithmetic) ------------------------------------
 def time_to_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def time_to_nanoseconds(stamp) -> int:
-    """builtin_interfaces Time or Duration -> integer nanoseconds (exact, unlike seconds as a float)."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+time_to_nanoseconds = stamp_to_ns  # builtin_interfaces Time or Duration -> integer nanoseconds
+
+
+def nanoseconds_to_time(nanoseconds: int) -> Time:
+    sec, nanosec = split_ns(nanoseconds)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def seconds_to_time(seconds: float) -> Time:
-    nanos = int(round(seconds * 1e9))
-    return Time(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+    return nanoseconds_to_time(seconds_to_ns(seconds))
 
 
 def seconds_to_duration(seconds: float) -> Duration:
-    nanos = int(round(seconds * 1e9))
-    return Duration(sec=nanos // 1_000_000_000, nanosec=nanos % 1_000_000_000)
+    sec, nanosec = split_ns(seconds_to_ns(seconds))
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 # ---- chunks -------------------------------------------------------------------------

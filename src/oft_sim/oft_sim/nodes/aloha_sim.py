@@ -35,9 +35,10 @@ from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import Trigger
 
 from oft_policy import names
-from oft_policy.nodes.conversions import time_to_nanoseconds
+from oft_policy.nodes.conversions import nanoseconds_to_time, time_to_nanoseconds
 from oft_policy.nodes.params import CALIBRATION_PARAMETERS, ParamSpec, calibration_from_parameters, declare_parameters
 from oft_policy.nodes.spin import spin_until_shutdown
+from oft_policy.stamps import seconds_to_ns
 from oft_policy.qos import SENSOR_QOS, STATUS_QOS
 from oft_sim import interface
 from oft_sim.lockstep import ChunkCoverage, CommandBuffer, StepGate
@@ -47,14 +48,10 @@ from oft_policy.testing.xs_driver import DriverRefusal, XsArmState
 from oft_policy.testing.xs_driver_ros import DRIVER_QOS, joint_state_msg, serve_xs_driver
 
 SIM_TIME_START_NS = 1_000_000_000  # sim time 0 means "no clock yet" to use_sim_time nodes
-_PERIOD_NS = int(round(CONTROL_PERIOD_S * 1e9))
+_PERIOD_NS = seconds_to_ns(CONTROL_PERIOD_S)
 # While sim time is held, the state is published again at this wall interval: nodes started
 # meanwhile learn the time, and a dropped best-effort frame costs at most this long.
 HOLD_REPUBLISH_S = 0.05
-
-
-def _stamp(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 PARAMETERS = (
@@ -234,7 +231,7 @@ class AlohaSimNode(Node):
 
     def _step(self) -> None:
         # Joint states at twice the control rate, as the driver's 100 Hz: one halfway through.
-        midpoint = _stamp(self.sim_time_ns + _PERIOD_NS // 2)
+        midpoint = nanoseconds_to_time(self.sim_time_ns + _PERIOD_NS // 2)
         self.sim.step(self.commands.consume(), at_midpoint=lambda: self._publish_joint_states(midpoint))
         self._first_step_uncommanded = False
         self.gate.stepped(time.monotonic())
@@ -267,7 +264,7 @@ class AlohaSimNode(Node):
         """The clock first, then the sensors stamped with it: a recorder that stamps messages by
         receive time (as `ros2 bag record` does) files them under their own header stamp."""
         self._last_publish_wall = time.monotonic()
-        stamp = _stamp(self.sim_time_ns)
+        stamp = nanoseconds_to_time(self.sim_time_ns)
         self._publish_joint_states(stamp)
         if force_images or self.sim.steps % self.camera_every_n_steps == 0:
             for camera, msg in self._images_at(stamp).items():
