@@ -17,13 +17,13 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from oft_policy import names
+from oft_policy.images import raw_to_rgb
 from oft_policy.calibration import Calibration, leader_action_arm, observed_arm
 from rosbags.rosbag2 import Reader
 
 from oft_training import bag_recovery, msgtypes
 
 CORRUPT_POLICIES = ("fail", "skip")
-IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
 
 class BagError(ValueError):
@@ -97,21 +97,8 @@ def float_array(msg, dim: int = len(names.ALOHA_JOINT_NAMES)) -> np.ndarray:
 
 
 def image_array(msg) -> np.ndarray:
-    """sensor_msgs/Image -> HxWx3 uint8 RGB (rgb8, bgr8, rgba8, bgra8, mono8)."""
-    channels = IMAGE_CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if height <= 0 or width <= 0 or step < width * channels or data.shape[0] < height * step:
-        raise ValueError(f"image {width}x{height} step {step} does not fit its {data.shape[0]} bytes")
-    rows = data[: height * step].reshape(height, step)[:, : width * channels]
-    pixels = rows.reshape(height, width, channels)
-    if msg.encoding.startswith("bgr"):
-        pixels = pixels[..., [2, 1, 0]]
-    elif channels == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
+    """sensor_msgs/Image -> HxWx3 uint8 RGB, by the policy node's rules (oft_policy.images)."""
+    return raw_to_rgb(msg)
 
 
 class BagDecoder:

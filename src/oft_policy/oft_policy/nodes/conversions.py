@@ -11,6 +11,7 @@ import io
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
+from oft_policy.images import ImageConversionError, raw_to_rgb  # noqa: F401  (ImageConversionError: the nodes')
 from oft_policy.stamps import seconds_to_ns, split_ns, stamp_to_ns
 from oft_policy.calibration import observed_arm
 from oft_policy.runtime.chunks import Chunk
@@ -21,10 +22,6 @@ try:  # optional: a ROS install with vision_opencv
     _BRIDGE = CvBridge()
 except ImportError:  # the PyPI wheels have no cv_bridge
     _BRIDGE = None
-
-
-class ImageConversionError(ValueError):
-    """An image message that cannot be turned into an RGB array."""
 
 
 # ---- time (oft_policy.stamps does the arithmetic) ------------------------------------
@@ -96,35 +93,14 @@ def follower_state_reader(calibration, arm: int, per_arm: int = 7):
 
 
 # ---- images -----------------------------------------------------------------------------
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}
-
-
 def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image -> uint8 [H, W, 3] RGB."""
+    """sensor_msgs/Image -> uint8 [H, W, 3] RGB (through cv_bridge where it is installed)."""
     if _BRIDGE is not None:
         try:
             return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
         except Exception as exc:  # cv_bridge raises its own error types
             raise ImageConversionError(f"cv_bridge cannot convert {msg.encoding!r}: {exc}") from exc
-    encoding = msg.encoding.lower()
-    channels = _CHANNELS.get(encoding)
-    if channels is None:
-        raise ImageConversionError(f"unsupported image encoding {msg.encoding!r} (8-bit rgb/bgr/rgba/bgra/mono only)")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0 or step < width * channels or len(msg.data) < step * height:
-        raise ImageConversionError(
-            f"image {width}x{height} step {step} does not fit {len(msg.data)} bytes of {msg.encoding}"
-        )
-    try:
-        buffer = np.frombuffer(msg.data, dtype=np.uint8, count=step * height)
-    except TypeError:  # a plain list of ints
-        buffer = np.asarray(msg.data[: step * height], dtype=np.uint8)
-    pixels = buffer.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
-    if channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if encoding.startswith("bgr"):
-        pixels = pixels[:, :, 2::-1]
-    return np.ascontiguousarray(pixels[:, :, :3])
+    return raw_to_rgb(msg)
 
 
 def compressed_to_rgb(msg) -> np.ndarray:
