@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
+from oft_policy.processes import ros_args
+
 RCLPY_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 """Parameters rclpy declares on every node (not the node author's to document)."""
 
@@ -158,15 +160,7 @@ def introspect_node(
     if "context" not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         raise IntrospectionError(f"{cls.__name__}.__init__ must accept context= (or **kwargs) to be built in a private context")
 
-    args = ["--ros-args"]
-    if node_name:
-        args += ["-r", f"__node:={node_name}"]
-    if namespace:
-        args += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
-    for params_file in params_files:
-        args += ["--params-file", str(params_file)]
-    for key, value in (overrides or {}).items():
-        args += ["-p", f"{key}:={_yaml_scalar(value)}"]
+    args = ros_args(overrides or {}, node_name, namespace, params_files)
 
     context = Context()
     rclpy.init(args=args, context=context)
@@ -223,13 +217,6 @@ def _destroy(node):
 def _msg_type_name(msg_type) -> str:
     module = msg_type.__module__.split(".")
     return f"{module[0]}/{module[1]}/{msg_type.__name__}" if len(module) >= 2 else msg_type.__name__
-
-
-def _yaml_scalar(value) -> str:
-    """A value as rclpy's `-p name:=value` parses it (YAML)."""
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def yaml_sections_for(data: dict, node_name: str, namespace: str = "/") -> Iterable[dict]:

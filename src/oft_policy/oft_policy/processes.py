@@ -46,9 +46,17 @@ def yaml_text(value) -> str:
     return str(value)
 
 
-def ros_args(parameters: Dict[str, object]) -> List[str]:
-    """`--ros-args -p name:=value ...` for a parameter dict."""
+def ros_args(parameters: Dict[str, object], node_name: str = "", namespace: str = "",
+             params_files: Sequence = ()) -> List[str]:
+    """`--ros-args [-r __node:=NAME] [-r __ns:=NS] [--params-file F ...] -p name:=value ...`: the one
+    builder of a node's ROS arguments (parameter files first, so the `-p` values override them)."""
     argv = ["--ros-args"]
+    if node_name:
+        argv += ["-r", f"__node:={node_name}"]
+    if namespace:
+        argv += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
+    for params_file in params_files:
+        argv += ["--params-file", str(params_file)]
     for name, value in parameters.items():
         argv += ["-p", f"{name}:={yaml_text(value)}"]
     return argv

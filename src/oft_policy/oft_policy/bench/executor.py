@@ -31,6 +31,7 @@ import numpy as np
 
 from oft_policy.calibration import DEFAULT_CALIBRATION, convention_record
 from oft_policy import names
+from oft_policy.processes import ros_args
 
 EXECUTOR = "oft_policy.nodes.executor_node"
 POLICY = "oft_policy.nodes.policy_node"
@@ -68,13 +69,6 @@ def tiny_checkpoint(directory: Path) -> Path:
                                    convention=convention_record(DEFAULT_CALIBRATION))
     return make_tiny_checkpoint(directory / "tiny_checkpoint", stats=stats, chunk_size=TINY_CHUNK,
                                 control_period_s=TINY_PERIOD_S)
-
-
-def ros_args(params: dict, node_name: str) -> list:
-    args = ["--ros-args", "-r", f"__node:={node_name}"]
-    for key, value in params.items():
-        args += ["-p", f"{key}:={value}"]
-    return args
 
 
 class BenchNode:
@@ -198,13 +192,13 @@ def run_configuration(bench: BenchNode, mode: str, rate: float, args, checkpoint
         spawn([sys.executable, "-m", EXECUTOR, *ros_args(
             {"control_rate_hz": float(rate), "stats_window_s": float(args.duration) + 5.0,
              "realtime_priority": args.realtime_priority},
-            executor_name)], f"executor_{tag}.log")
+            node_name=executor_name)], f"executor_{tag}.log")
         diag_name = f"{executor_name}: executor"
         bench.diagnostics(diag_name, timeout=60.0)
         if inference:
             spawn([sys.executable, "-m", POLICY, *ros_args(
                 {"checkpoint_path": str(checkpoint), "instruction": "fold the towel",
-                 "torch_threads": args.torch_threads}, policy_name)], f"policy_{tag}.log")
+                 "torch_threads": args.torch_threads}, node_name=policy_name)], f"policy_{tag}.log")
             for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
                 if not bench.change_state(policy_name, transition):
                     raise RuntimeError(f"policy node transition {transition} failed (see {log_dir})")
