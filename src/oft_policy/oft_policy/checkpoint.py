@@ -338,7 +338,7 @@ def random_stats(joint_names: Sequence[str], seed: int = 0, action_scheme: str =
     grippers inside 0 (closed) .. 1 (open)."""
     rng = np.random.default_rng(seed)
     dim = len(joint_names)
-    gripper = np.array([name.endswith("gripper") for name in joint_names])
+    gripper = np.array([names.is_gripper(name) for name in joint_names])
     centre = np.where(gripper, rng.uniform(0.4, 0.6, size=dim), rng.uniform(-0.5, 0.5, size=dim))
     spread = np.where(gripper, 0.08, rng.uniform(0.1, 0.5, size=dim))
     proprio = centre + spread * rng.standard_normal((512, dim))

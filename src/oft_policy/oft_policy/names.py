@@ -92,3 +92,8 @@ def arm_joint_names(side: str) -> tuple:
     if side not in ARM_SIDES:
         raise ValueError(f"unknown arm side {side!r}; expected one of {ARM_SIDES}")
     return tuple(f"{side}_{joint}" for joint in ARM_JOINTS)
+
+
+def is_gripper(joint_name: str) -> bool:
+    """An action/proprio dimension that is a gripper (`gripper` or `<side>_gripper`), in the normalized units."""
+    return joint_name == GRIPPER_JOINT or joint_name.endswith(f"_{GRIPPER_JOINT}")

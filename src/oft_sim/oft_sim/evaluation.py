@@ -75,7 +75,9 @@ class ChunkSeams:
     """
 
     def __init__(self, joint_names: Sequence[str], period_s: float, policy: str = "replace", blend_weight: float = 0.5):
-        self.arm_columns = [i for i, name in enumerate(joint_names) if not name.endswith("gripper")]
+        from oft_policy.names import is_gripper
+
+        self.arm_columns = [i for i, name in enumerate(joint_names) if not is_gripper(name)]
         self.period_s = period_s
         self.policy, self.blend_weight = policy, blend_weight
         self.seam_jumps: List[float] = []

@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from oft_policy.normalization import NormalizationStats
-from oft_policy.runtime.limits import JointLimits, LimitsError, arm_joint_of
+from oft_policy.names import is_gripper
+from oft_policy.runtime.limits import JointLimits
 
 
 class DriftLevel(IntEnum):
@@ -60,17 +61,10 @@ def drift_scale_from_stats(stats: NormalizationStats, joint_names: Sequence[str]
     return np.maximum(span, MIN_SCALE_FRACTION_OF_LIMITS * np.asarray(limits.span, dtype=np.float64))
 
 
-def _is_gripper(name: str) -> bool:
-    try:
-        return arm_joint_of(name) == "gripper"
-    except LimitsError:  # not a vx300s joint name: watched by default
-        return False
-
-
 def watched_joint_mask(joint_names: Sequence[str], watched: Optional[Sequence[str]] = None) -> np.ndarray:
     """Which joints the drift monitor averages: the `watched` names, or every joint but the grippers."""
     if watched is None:
-        return np.array([not _is_gripper(name) for name in joint_names])
+        return np.array([not is_gripper(name) for name in joint_names])
     watched = set(watched)
     unknown = sorted(watched - set(joint_names))
     if unknown:
