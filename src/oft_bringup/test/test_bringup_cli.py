@@ -165,7 +165,7 @@ def test_bringup_against_the_real_driver_interface_sends_valid_commands_to_both_
     import json
     import sys
 
-    from oft_policy.checkpoint import make_tiny_checkpoint
+    from oft_policy.testing.checkpoints import make_tiny_checkpoint
 
     checkpoint = make_tiny_checkpoint(tmp_path / "tiny", chunk_size=10)
     record = tmp_path / "commands.jsonl"

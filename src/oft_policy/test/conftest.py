@@ -36,7 +36,7 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A random tiny ALOHA checkpoint (3 cameras, 14 dims, chunk 25), built once per session."""
-    from oft_policy.checkpoint import make_tiny_checkpoint
+    from oft_policy.testing.checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint", seed=0)
 

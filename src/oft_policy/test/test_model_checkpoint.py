@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from oft_policy import names
-from oft_policy.checkpoint import (
-    CheckpointError, load_policy, make_tiny_checkpoint, random_stats, save_checkpoint,
-)
+from oft_policy.checkpoint import CheckpointError, load_policy, save_checkpoint
+from oft_policy.testing.checkpoints import make_tiny_checkpoint, random_stats
 from oft_policy.normalization import STATS_FILENAME
 
 

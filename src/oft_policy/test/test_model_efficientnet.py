@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from oft_policy import names
-from oft_policy.checkpoint import load_policy, random_stats, save_checkpoint
+from oft_policy.checkpoint import load_policy, save_checkpoint
+from oft_policy.testing.checkpoints import random_stats
 from oft_policy.model import OFTConfig, build_model, build_tokenizer
 from oft_policy.model.config import ConfigError
 from oft_policy.model.efficientnet import WEIGHTS_PACKAGE, EfficientNetLiteStages, EfficientNetVisionBackbone

@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory):
     """A tiny random checkpoint whose actions stay well inside the vx300s limits."""
     import torch
 
-    from oft_policy.checkpoint import make_tiny_checkpoint
+    from oft_policy.testing.checkpoints import make_tiny_checkpoint
 
     torch.set_num_threads(1)
     samples = np.random.default_rng(0).uniform(-0.3, 0.3, size=(256, D))

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from oft_policy.checkpoint import make_tiny_checkpoint
+    from oft_policy.testing.checkpoints import make_tiny_checkpoint
 
     sim = AlohaSim(cameras=())
     sim.reset(0)

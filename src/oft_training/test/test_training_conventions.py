@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from oft_policy import names
 from oft_policy.calibration import PRESETS, ConventionError, convention_record
-from oft_policy.checkpoint import CheckpointError, load_policy, make_tiny_checkpoint, random_stats
+from oft_policy.checkpoint import CheckpointError, load_policy
+from oft_policy.testing.checkpoints import make_tiny_checkpoint, random_stats
 
 import oft_training
 from oft_training import synthetic

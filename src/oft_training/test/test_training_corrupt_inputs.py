@@ -8,7 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from oft_policy.checkpoint import STATS_FILENAME, CheckpointError, load_policy, make_tiny_checkpoint
+from oft_policy.checkpoint import STATS_FILENAME, CheckpointError, load_policy
+from oft_policy.testing.checkpoints import make_tiny_checkpoint
 from oft_policy.normalization import NormalizationStats, StatsError
 from oft_policy.testing.reliability import record_outcome
 

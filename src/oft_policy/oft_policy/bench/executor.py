@@ -60,7 +60,7 @@ def tiny_checkpoint(directory: Path) -> Path:
     """A random tiny checkpoint whose actions stay inside the vx300s limits."""
     import torch
 
-    from oft_policy.checkpoint import make_tiny_checkpoint
+    from oft_policy.testing.checkpoints import make_tiny_checkpoint
     from oft_policy.normalization import NormalizationStats
 
     torch.set_num_threads(1)
