@@ -180,6 +180,18 @@ GRASP_ABOVE_CENTER = 0.01
 the finger tips clear the table."""
 
 
+def pick_waypoints(steps, grasp, pitch: float, roll: float, lift: float) -> List[Waypoint]:
+    """Open above `grasp`, down to it, close, lift by `lift` (m): one waypoint at each of the four `steps`."""
+    grasp = np.asarray(grasp, dtype=np.float64)
+    above, down, close, lifted = steps
+    return [
+        Waypoint(above, tuple(grasp + [0, 0, 0.08]), pitch, roll, GRIPPER_OPEN),
+        Waypoint(down, tuple(grasp), pitch, roll, GRIPPER_OPEN),
+        Waypoint(close, tuple(grasp), pitch, roll, GRIPPER_CLOSED),
+        Waypoint(lifted, tuple(grasp + [0, 0, lift]), pitch, roll, GRIPPER_CLOSED),
+    ]
+
+
 def transfer_cube_waypoints(
     cube: np.ndarray,
     left_start: Waypoint,
@@ -200,10 +212,7 @@ def transfer_cube_waypoints(
     away = MEET + [0.12, 0, 0.04]
     right = [
         right_start,
-        Waypoint(80, tuple(grasp + [0, 0, 0.08]), pick, square, GRIPPER_OPEN),
-        Waypoint(120, tuple(grasp), pick, square, GRIPPER_OPEN),
-        Waypoint(150, tuple(grasp), pick, square, GRIPPER_CLOSED),
-        Waypoint(165, tuple(grasp + [0, 0, 0.02]), pick, square, GRIPPER_CLOSED),
+        *pick_waypoints((80, 120, 150, 165), grasp, pick, square, 0.02),
         Waypoint(HANDOVER_STEP, tuple(MEET), pick, 0.0, GRIPPER_CLOSED),
         Waypoint(300, tuple(MEET), pick, 0.0, GRIPPER_CLOSED),
         Waypoint(330, tuple(MEET), pick, 0.0, GRIPPER_OPEN),
@@ -245,6 +254,16 @@ def scripted_trajectory(sim: AlohaSim, steps: int = EPISODE_STEPS) -> np.ndarray
     return sim.spec.demonstrate(sim, steps)
 
 
+def _arms_at_start(sim: AlohaSim):
+    """(qpos, both arms' calibrated IK, their step-0 waypoints) of a just-reset simulator."""
+    qpos = np.array(sim.physics.data.qpos)
+    arms = (ArmIK(sim.physics.model.ptr, "left"), ArmIK(sim.physics.model.ptr, "right"))
+    for arm in arms:
+        arm.calibrate(qpos)
+    starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, sim.joint_positions()[[6, 13]])]
+    return qpos, arms, starts
+
+
 def scripted_transfer(sim: AlohaSim, cube: str, steps: int = EPISODE_STEPS) -> np.ndarray:
     """Joint-position trajectory (steps x 14) that hands the cube whose geom is `cube` (its body's free
     joint placed by the seed) from the right arm to the left in a just-reset simulator.
@@ -253,13 +272,7 @@ def scripted_transfer(sim: AlohaSim, cube: str, steps: int = EPISODE_STEPS) -> n
     scene to see where the cube really is at the handover, then re-plan the left arm's grasp
     there. Physics is deterministic, so the executed result is the same wherever it runs.
     """
-    model = sim.physics.model.ptr
-    qpos = np.array(sim.physics.data.qpos)
-    arms = (ArmIK(model, "left"), ArmIK(model, "right"))
-    start_opening = sim.joint_positions()[[6, 13]]
-    for arm in arms:
-        arm.calibrate(qpos)
-    starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, start_opening)]
+    qpos, arms, starts = _arms_at_start(sim)
     body = sim.physics.model.geom_bodyid[sim.physics.model.name2id(cube, "geom")]
 
     def cube_position(physics):
@@ -276,6 +289,8 @@ def scripted_transfer(sim: AlohaSim, cube: str, steps: int = EPISODE_STEPS) -> n
     handover_cube = cube_position(scratch.physics)
     return _solve(arms, qpos, transfer_cube_waypoints(where, *starts, right_base, handover_cube), steps)
 
+
+INSERT_PICK_STEPS = (70, 110, 140, 160)  # both arms pick at once
 
 INSERT_MEET = np.array([0.0, 0.5, 0.2])
 """Where the socket's opening and the peg's tip meet (world frame, m)."""
@@ -305,19 +320,13 @@ def insertion_waypoints(peg, socket, left_start: Waypoint, right_start: Waypoint
     meet_roll_right = square_to_world_roll(right_base_xy, outside, pick)
     left = [
         left_start,
-        Waypoint(70, tuple(socket_grasp + [0, 0, 0.08]), pick, left_roll, GRIPPER_OPEN),
-        Waypoint(110, tuple(socket_grasp), pick, left_roll, GRIPPER_OPEN),
-        Waypoint(140, tuple(socket_grasp), pick, left_roll, GRIPPER_CLOSED),
-        Waypoint(160, tuple(socket_grasp + [0, 0, 0.04]), pick, left_roll, GRIPPER_CLOSED),
+        *pick_waypoints(INSERT_PICK_STEPS, socket_grasp, pick, left_roll, 0.04),
         Waypoint(230, tuple(socket_hold + [0, 0, GRASP_ABOVE_CENTER]), pick, meet_roll_left, GRIPPER_CLOSED),
         Waypoint(EPISODE_STEPS, tuple(socket_hold + [0, 0, GRASP_ABOVE_CENTER]), pick, meet_roll_left, GRIPPER_CLOSED),
     ]
     right = [
         right_start,
-        Waypoint(70, tuple(peg_grasp + [0, 0, 0.08]), pick, right_roll, GRIPPER_OPEN),
-        Waypoint(110, tuple(peg_grasp), pick, right_roll, GRIPPER_OPEN),
-        Waypoint(140, tuple(peg_grasp), pick, right_roll, GRIPPER_CLOSED),
-        Waypoint(160, tuple(peg_grasp + [0, 0, 0.04]), pick, right_roll, GRIPPER_CLOSED),
+        *pick_waypoints(INSERT_PICK_STEPS, peg_grasp, pick, right_roll, 0.04),
         Waypoint(230, tuple(outside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
         Waypoint(260, tuple(outside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
         Waypoint(330, tuple(inside + [0, 0, 0.004]), pick, meet_roll_right, GRIPPER_CLOSED),
@@ -340,12 +349,7 @@ def scripted_insertion(sim: AlohaSim, steps: int = EPISODE_STEPS, passes: int = 
     pass measures where the socket and the peg really are once held at the meeting point; each
     later one where the peg's tip is, across the socket's axis, as it reaches the opening (the
     arm sags differently as it reaches in), and moves the approach by that miss."""
-    model = sim.physics.model.ptr
-    qpos = np.array(sim.physics.data.qpos)
-    arms = (ArmIK(model, "left"), ArmIK(model, "right"))
-    for arm in arms:
-        arm.calibrate(qpos)
-    starts = [arm.start_waypoint(qpos, g) for arm, g in zip(arms, sim.joint_positions()[[6, 13]])]
+    qpos, arms, starts = _arms_at_start(sim)
     body = lambda geom: sim.physics.model.geom_bodyid[sim.physics.model.name2id(geom, "geom")]  # noqa: E731
     peg_body, socket_body = body("red_peg"), body("socket-1")
     peg = np.array(sim.physics.data.xpos[peg_body])
